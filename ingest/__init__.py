@@ -1,0 +1,1 @@
+"""Getting what machines say into the time-series hypertables (schema `ts`)."""

@@ -1,0 +1,48 @@
+"""Drops raw time-series chunks past a horizon (drop_chunks works on the Apache edition).
+
+Only whole chunks go: a chunk that still holds a row newer than the horizon is kept, so a
+retention run never cuts a chunk in half. Derived tables are not touched here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from ingest.schema import RAW_HYPERTABLES
+
+_AGE = re.compile(r"^\s*(\d+)\s*(d|h|w|days?|hours?|weeks?)\s*$", re.IGNORECASE)
+_UNIT = {"d": "days", "h": "hours", "w": "weeks"}
+
+
+def parse_age(value: str) -> dt.timedelta:
+    """'90d', '12h', '2w' as a timedelta; ValueError with the accepted forms otherwise."""
+    match = _AGE.match(value)
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"{value!r} is not an age like 90d, 36h or 2w")
+    return dt.timedelta(**{_UNIT[match.group(2)[0].lower()]: int(match.group(1))})
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    hypertable: str
+    chunks: tuple[str, ...]
+
+
+def drop_old_chunks(conn: Connection, older_than: dt.timedelta, *,
+                    dry_run: bool = False) -> list[RetentionResult]:
+    """Drop (or, with dry_run, only list) the chunks entirely older than now - older_than."""
+    function = "show_chunks" if dry_run else "drop_chunks"
+    cutoff = conn.execute(text("SELECT now() - CAST(:age AS interval)"),
+                          {"age": older_than}).scalar_one()
+    results = []
+    for hypertable in RAW_HYPERTABLES:
+        chunks = conn.execute(
+            text(f"SELECT {function}(CAST(:hypertable AS regclass), older_than => :cutoff)"),
+            {"hypertable": hypertable, "cutoff": cutoff},
+        ).scalars().all()
+        results.append(RetentionResult(hypertable, tuple(str(c) for c in chunks)))
+    return results

@@ -1,0 +1,210 @@
+"""The `mes` command line: database lifecycle, plant loading and the demo.
+
+Commands own their transaction (services never commit). Errors a plant engineer can act
+on are printed without a traceback and end with exit code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from ingest.retention import drop_old_chunks, parse_age
+from mes import migrate
+from mes.db import database_url, engine, session_factory
+from mes.localdb import LocalCluster, LocalDatabaseError
+from mes.settings import get_settings
+from transactional.plant import LoadReport, load_plant
+from transactional.plant_file import PlantFileError, read_plant_file
+
+app = typer.Typer(help="An open Manufacturing Execution System.", no_args_is_help=True)
+db_app = typer.Typer(help="The database: local cluster, migrations, retention.",
+                     no_args_is_help=True)
+plant_app = typer.Typer(help="The plant model: equipment, signals, shifts, reasons.",
+                        no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(plant_app, name="plant")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
+
+
+def user_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn the errors a user can act on into a message and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (PlantFileError, LocalDatabaseError, migrate.MigrationError) as error:
+            raise _fail(str(error)) from None
+        except IntegrityError as error:
+            raise _fail(f"the database refused the change, nothing was written: "
+                        f"{error.orig}") from None
+        except OperationalError as error:
+            raise _fail(f"cannot reach the database: {error.orig}") from None
+
+    return wrapper
+
+
+def _hidden(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _bring_up() -> str:
+    """Start the local cluster (unless MES_DATABASE_URL names a server) and migrate."""
+    settings = get_settings()
+    if settings.database_url is None:
+        cluster = LocalCluster.from_settings(settings)
+        typer.echo(f"starting the local PostgreSQL + TimescaleDB cluster in {cluster.home}")
+        cluster.up()
+    url = database_url(settings)
+    info = migrate.upgrade(url)
+    typer.echo(f"TimescaleDB {info.version}, {info.edition} edition"
+               + ("" if info.community else
+                  " (no compression or retention policies; `mes db retention` drops chunks)"))
+    return url
+
+
+@db_app.command("up")
+@user_errors
+def db_up() -> None:
+    """Provision and start the local database (or use MES_DATABASE_URL), then migrate it."""
+    url = _bring_up()
+    typer.echo(f"database ready: {url}")
+
+
+@db_app.command("down")
+@user_errors
+def db_down() -> None:
+    """Stop the local database cluster."""
+    settings = get_settings()
+    if settings.database_url:
+        typer.echo("MES_DATABASE_URL names an external server: nothing to stop here")
+        return
+    stopped = LocalCluster.from_settings(settings).down()
+    typer.echo("local database stopped" if stopped else "local database was not running")
+
+
+@db_app.command("migrate")
+@user_errors
+def db_migrate(revision: Annotated[str, typer.Option(help="target revision")] = "head") -> None:
+    """Apply the migrations in sql/ up to REVISION (default: the newest)."""
+    info = migrate.upgrade(database_url(), revision)
+    typer.echo(f"migrated to {revision} (TimescaleDB {info.version}, {info.edition} edition)")
+
+
+@db_app.command("downgrade")
+@user_errors
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="target revision, or 'base'")],
+) -> None:
+    """Undo migrations down to REVISION ('base' removes the whole schema)."""
+    migrate.downgrade(database_url(), revision)
+    typer.echo(f"downgraded to {revision}")
+
+
+@db_app.command("status")
+@user_errors
+def db_status() -> None:
+    """Where the database is, what runs there, and what it holds."""
+    settings = get_settings()
+    if settings.database_url is None:
+        cluster = LocalCluster.from_settings(settings)
+        running = cluster.is_running()
+        typer.echo(f"local cluster: {cluster.home} port {cluster.port}: "
+                   f"{'running' if running else 'stopped'}")
+        if not running:
+            raise typer.Exit(code=1)
+    url = database_url(settings)
+    typer.echo(f"url: {_hidden(url)}")
+    with engine(url).connect() as conn:
+        info = migrate.timescale_info(conn)
+        typer.echo(f"TimescaleDB {info.version}, {info.edition} edition")
+        typer.echo(f"schema revision: {migrate.current_revision(conn) or 'none (run mes db up)'}")
+        if migrate.current_revision(conn) is None:
+            return
+        for level, count in conn.execute(text(
+                "SELECT level, count(*) FROM mes.equipment GROUP BY level ORDER BY level")):
+            typer.echo(f"  {level}: {count}")
+        signals = conn.execute(text("SELECT count(*) FROM mes.signal")).scalar_one()
+        typer.echo(f"  signals: {signals}")
+        for name, chunks, size in conn.execute(text(
+                "SELECT format('%I.%I', hypertable_schema, hypertable_name), num_chunks, "
+                "pg_size_pretty(hypertable_size(format('%I.%I', hypertable_schema, "
+                "hypertable_name)::regclass)) FROM timescaledb_information.hypertables "
+                "ORDER BY 1")):
+            typer.echo(f"  hypertable {name}: {chunks} chunks, {size}")
+
+
+@db_app.command("retention")
+@user_errors
+def db_retention(
+    older_than: Annotated[str, typer.Option("--older-than", help="age such as 90d, 36h, 2w")],
+    dry_run: Annotated[bool, typer.Option(help="list the chunks, drop nothing")] = False,
+) -> None:
+    """Drop raw time-series chunks entirely older than the given age."""
+    try:
+        age = parse_age(older_than)
+    except ValueError as error:
+        raise _fail(f"--older-than: {error}") from None
+    with engine(database_url()).begin() as conn:
+        results = drop_old_chunks(conn, age, dry_run=dry_run)
+    verb = "would drop" if dry_run else "dropped"
+    for result in results:
+        typer.echo(f"{result.hypertable}: {verb} {len(result.chunks)} chunks")
+        for chunk in result.chunks:
+            typer.echo(f"  {chunk}")
+
+
+def _load(path: Path) -> LoadReport:
+    plant = read_plant_file(path)
+    with session_factory(database_url())() as session, session.begin():
+        return load_plant(session, plant)
+
+
+@plant_app.command("load")
+@user_errors
+def plant_load(path: Annotated[Path, typer.Argument(help="plant file, .toml or .yaml")]) -> None:
+    """Load a plant definition (all or nothing; loading it again changes nothing)."""
+    report = _load(path)
+    typer.echo(f"{path}: " + ("loaded" if report.changed else "already up to date"))
+    typer.echo(report.summary())
+
+
+def sample_plant() -> Path:
+    return Path(str(resources.files("mes") / "samples" / "plant.toml"))
+
+
+@app.command("demo")
+@user_errors
+def demo() -> None:
+    """Set up the database, load the sample plant, and show what is there."""
+    url = _bring_up()
+    path = sample_plant()
+    report = _load(path)
+    typer.echo(f"sample plant {path}: " + ("loaded" if report.changed else "already loaded"))
+    db_status()
+    typer.echo(
+        "\nWhere to look next:\n"
+        f"  psql '{url}'\n"
+        "  tables: mes.equipment, mes.signal, mes.shift, mes.downtime_reason; hypertables in ts\n"
+        "  mes db status | mes db retention --older-than 90d --dry-run | mes db down"
+    )
+
+
+if __name__ == "__main__":
+    app()
