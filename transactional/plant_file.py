@@ -268,6 +268,10 @@ def _parse(path: Path) -> Any:
     if suffix in (".yaml", ".yml"):
         try:
             raw = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise PlantFileError(path, [f"YAML syntax{where}: {error.problem}"]) from None
         except yaml.YAMLError as error:
             raise PlantFileError(path, [f"YAML syntax: {error}"]) from None
         if not isinstance(raw, dict):

@@ -14,9 +14,10 @@ unsupported() {
   exit 3
 }
 
-[ -r /etc/os-release ] || unsupported "cannot read /etc/os-release: not a Debian system"
+OS_RELEASE=${MES_OS_RELEASE_FILE:-/etc/os-release}
+[ -r "$OS_RELEASE" ] || unsupported "cannot read $OS_RELEASE: not a Debian system"
 # shellcheck disable=SC1091
-. /etc/os-release
+. "$OS_RELEASE"
 [ "${ID:-}" = debian ] || unsupported "this system is ${PRETTY_NAME:-unknown}, only Debian 12 and 13 are installed automatically"
 
 case "${VERSION_ID:-}" in

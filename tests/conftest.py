@@ -1,0 +1,117 @@
+"""Fixtures: the project's local TimescaleDB cluster and a fresh database per test.
+
+The cluster is started by the project's own code (`LocalCluster.up`, as `mes db up` does).
+Each test gets its own database, copied from a template migrated once per session, and
+dropped afterwards, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from mes import migrate
+from mes.db import engine, session_factory
+from mes.localdb import LocalCluster, create_database
+from mes.settings import Settings, get_settings
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_PLANT = REPO / "mes" / "samples" / "plant.toml"
+
+AdminConnection = psycopg.Connection[tuple[object, ...]]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests choose their database explicitly; a developer's MES_DATABASE_URL never leaks in."""
+    monkeypatch.delenv("MES_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> LocalCluster:
+    settings = Settings(database_url=None, home=REPO / ".mes")
+    local = LocalCluster.from_settings(settings)
+    local.up()
+    return local
+
+
+@pytest.fixture(scope="session")
+def admin(cluster: LocalCluster) -> Iterator[AdminConnection]:
+    with psycopg.connect(cluster.admin_url(), autocommit=True) as conn:
+        yield conn
+
+
+def _drop(admin: AdminConnection, name: str) -> None:
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def template_db(cluster: LocalCluster, admin: AdminConnection) -> Iterator[str]:
+    name = f"mes_test_template_{uuid.uuid4().hex[:8]}"
+    create_database(admin, name)
+    url = cluster.url(name)
+    migrate.upgrade(url)
+    engine(url).dispose()
+    # A template must have no sessions, TimescaleDB's background scheduler included.
+    admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+        sql.Identifier(name)))
+    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                  (name,))
+    yield name
+    _drop(admin, name)
+
+
+def _fresh(cluster: LocalCluster, admin: AdminConnection, template: str | None) -> Iterator[str]:
+    name = f"mes_test_{uuid.uuid4().hex[:10]}"
+    create_database(admin, name, template=template)
+    url = cluster.url(name)
+    try:
+        yield url
+    finally:
+        engine(url).dispose()
+        _drop(admin, name)
+
+
+@pytest.fixture
+def empty_db(cluster: LocalCluster, admin: AdminConnection) -> Iterator[str]:
+    """Owner URL of a new database with TimescaleDB and no schema yet."""
+    yield from _fresh(cluster, admin, None)
+
+
+@pytest.fixture
+def db_url(cluster: LocalCluster, admin: AdminConnection, template_db: str) -> Iterator[str]:
+    """Owner URL of a new database migrated to the newest revision."""
+    yield from _fresh(cluster, admin, template_db)
+
+
+@pytest.fixture
+def db_admin(cluster: LocalCluster, db_url: str) -> Iterator[AdminConnection]:
+    """A superuser connection to the test database, for SET ROLE checks."""
+    name = make_url(db_url).database
+    assert name is not None
+    with psycopg.connect(cluster.admin_url(name), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def session(db_url: str) -> Iterator[Session]:
+    with session_factory(db_url)() as session:
+        yield session
+
+
+@pytest.fixture
+def use_database(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the `mes` command line at the test database."""
+    monkeypatch.setenv("MES_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    return db_url
