@@ -7,11 +7,14 @@ It does not migrate: that is `mes.migrate`'s job, for local and external databas
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -70,17 +73,34 @@ class LocalCluster:
         return cls(home=settings.home.resolve(), port=settings.local_port,
                    database=settings.local_database)
 
+    @cached_property
+    def server_dir(self) -> Path:
+        """Where the server's own files live: in `home`, unless the postgres user cannot
+        enter it (a clone under /root, say); then in a folder of the postgres user's,
+        named after `home` so each clone keeps its own cluster."""
+        if os.geteuid() != 0 or self._postgres_can_enter(self.home):
+            return self.home
+        digest = hashlib.sha1(str(self.home).encode()).hexdigest()[:12]
+        return Path("/var/lib/postgresql/mes-clusters") / digest
+
+    @staticmethod
+    def _postgres_can_enter(path: Path) -> bool:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = subprocess.run(["runuser", "-u", SUPERUSER, "--", "test", "-x", str(path)],
+                               capture_output=True)
+        return probe.returncode == 0
+
     @property
     def data_dir(self) -> Path:
-        return self.home / "pgdata"
+        return self.server_dir / "pgdata"
 
     @property
     def socket_dir(self) -> Path:
-        return self.home / "run"
+        return self.server_dir / "run"
 
     @property
     def log_file(self) -> Path:
-        return self.home / "postgres.log"
+        return self.server_dir / "postgres.log"
 
     def _password(self, role: str) -> str:
         path = self.home / f"{role}.password"
@@ -144,9 +164,18 @@ class LocalCluster:
             self._init(bin_dir)
         self._write_config()
         if not self.is_running(bin_dir):
+            self._check_port_free()
             self._run([str(bin_dir / "pg_ctl"), "start", "-w", "-t", "60", "-D",
                        str(self.data_dir), "-l", str(self.log_file)])
         self._create_owner_and_database()
+
+    def _check_port_free(self) -> None:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                raise LocalDatabaseError(
+                    f"port {self.port} is already in use (another cluster of this project in "
+                    "another folder?): stop it, or choose another port with MES_LOCAL_PORT"
+                )
 
     def down(self) -> bool:
         """Stop the cluster; returns whether it was running."""
@@ -162,6 +191,9 @@ class LocalCluster:
             if not path.exists():
                 path.write_text(secrets.token_urlsafe(18) + "\n")
                 path.chmod(0o600)
+        if self.server_dir != self.home:
+            self.server_dir.mkdir(parents=True, exist_ok=True)
+            self._own(self.server_dir)
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         self.log_file.touch()

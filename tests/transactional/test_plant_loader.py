@@ -163,7 +163,8 @@ BAD_FILES = {
         "machines[0] (PRESS-1).ideal_cycle_times.BRACKET-RAW: Input should be a valid number"),
     "wrong type for a limit": (
         _edit("low_limit = 10.0", 'low_limit = "ten"'),
-        "machines[0] (PRESS-1).signals[3] (PRESS-1.temperature).low_limit: Input should be a valid number"),
+        "machines[0] (PRESS-1).signals[3] (PRESS-1.temperature).low_limit: "
+        "Input should be a valid number"),
     "misspelt key": (
         _edit('state_model = "STD"', 'state_modle = "STD"'),
         "machines[0] (PRESS-1).state_modle: unknown field"),
@@ -218,7 +219,8 @@ def test_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_bad_yaml_and_unknown_file_types(tmp_path: Path) -> None:
     yaml_path = tmp_path / "plant.yaml"
     yaml_path.write_text("enterprise: [unclosed\n")
-    with pytest.raises(PlantFileError, match=r"YAML syntax at line 2, column 1: expected ',' or ']'"):
+    with pytest.raises(PlantFileError,
+                       match=r"YAML syntax at line 2, column 1: expected ',' or ']'"):
         read_plant_file(yaml_path)
     unquoted = tmp_path / "unquoted.yaml"
     unquoted.write_text("enterprise: {code: E, name: E}\n"

@@ -1,0 +1,118 @@
+"""The local cluster's lifecycle, and the `mes db` / `mes demo` commands on real databases."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from mes import migrate
+from mes.cli import app
+from mes.db import engine
+from mes.localdb import LocalCluster, UnsupportedSystemError, install_postgres
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def scratch_cluster() -> Iterator[LocalCluster]:
+    # Not pytest's tmp_path: the postgres user must be able to enter the folder.
+    home = Path(tempfile.mkdtemp(prefix="mes-cluster-", dir="/tmp"))
+    home.chmod(0o755)
+    cluster = LocalCluster(home=home / ".mes", port=_free_port(), database="mes")
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+        shutil.rmtree(home)
+
+
+def test_cluster_up_is_idempotent_and_keeps_data_across_restarts(
+        scratch_cluster: LocalCluster) -> None:
+    scratch_cluster.up()
+    assert scratch_cluster.is_running()
+    url = scratch_cluster.url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT extname FROM pg_extension WHERE extname = 'timescaledb'")
+        assert row.fetchone() == ("timescaledb",)
+        conn.execute("CREATE TABLE kept (x int)")
+        conn.execute("INSERT INTO kept VALUES (42)")
+
+    scratch_cluster.up()  # a second `db up` changes nothing
+    assert scratch_cluster.url() == url
+
+    assert scratch_cluster.down() is True
+    assert not scratch_cluster.is_running()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=2)
+    assert scratch_cluster.down() is False
+
+    scratch_cluster.up()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT x FROM kept").fetchone() == (42,)
+
+
+def test_unsupported_system_says_how_to_use_an_existing_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    os_release = tmp_path / "os-release"
+    os_release.write_text('ID=fedora\nVERSION_ID="41"\nPRETTY_NAME="Fedora Linux 41"\n')
+    monkeypatch.setenv("MES_OS_RELEASE_FILE", str(os_release))
+    with pytest.raises(UnsupportedSystemError) as caught:
+        install_postgres()
+    message = str(caught.value)
+    assert "Fedora Linux 41" in message
+    assert "MES_DATABASE_URL=postgresql://" in message
+
+
+def test_db_up_on_an_external_server_only_migrates(empty_db: str) -> None:
+    result = CliRunner().invoke(app, ["db", "up"], env={"MES_DATABASE_URL": empty_db})
+    assert result.exit_code == 0, result.output
+    assert "starting the local" not in result.output
+    assert "edition" in result.output
+    with engine(empty_db).connect() as conn:
+        assert migrate.current_revision(conn) == "0001_foundation"
+
+
+def test_db_status_reports_what_is_there(db_url: str) -> None:
+    result = CliRunner().invoke(app, ["db", "status"], env={"MES_DATABASE_URL": db_url})
+    assert result.exit_code == 0, result.output
+    assert "schema revision: 0001_foundation" in result.output
+    assert "hypertable ts.process_value: 0 chunks" in result.output
+    assert "***" in result.output and "@127.0.0.1" in result.output  # password hidden
+
+
+def test_demo_migrates_loads_the_sample_plant_and_says_where_to_look(empty_db: str) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["demo"], env={"MES_DATABASE_URL": empty_db})
+    assert result.exit_code == 0, result.output
+    assert "sample plant" in result.output and "loaded" in result.output
+    assert "work_unit: 8" in result.output
+    assert "psql" in result.output
+    with engine(empty_db).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM mes.signal")).scalar_one() == 48
+
+    again = runner.invoke(app, ["demo"], env={"MES_DATABASE_URL": empty_db})
+    assert again.exit_code == 0, again.output
+    assert "already loaded" in again.output
+
+
+def test_migrate_command_refuses_without_the_extension(
+        empty_db: str, cluster: LocalCluster) -> None:
+    with psycopg.connect(cluster.admin_url(make_url(empty_db).database or ""),
+                         autocommit=True) as admin:
+        admin.execute("DROP EXTENSION timescaledb")
+    result = CliRunner().invoke(app, ["db", "migrate"], env={"MES_DATABASE_URL": empty_db})
+    assert result.exit_code == 1
+    assert "CREATE EXTENSION timescaledb" in result.output
