@@ -134,8 +134,9 @@ def db_status() -> None:
     with engine(url).connect() as conn:
         info = migrate.timescale_info(conn)
         typer.echo(f"TimescaleDB {info.version}, {info.edition} edition")
-        typer.echo(f"schema revision: {migrate.current_revision(conn) or 'none (run mes db up)'}")
-        if migrate.current_revision(conn) is None:
+        revision = migrate.current_revision(conn)
+        typer.echo(f"schema revision: {revision or 'none (run mes db up)'}")
+        if revision is None:
             return
         for level, count in conn.execute(text(
                 "SELECT level, count(*) FROM mes.equipment GROUP BY level ORDER BY level")):
@@ -202,7 +203,8 @@ def demo() -> None:
         "\nWhere to look next:\n"
         f"  psql '{url}'\n"
         "  tables: mes.equipment, mes.signal, mes.shift, mes.downtime_reason; hypertables in ts\n"
-        "  mes db status | mes db retention --older-than 90d --dry-run | mes db down"
+        "  .venv/bin/mes db status | .venv/bin/mes db retention --older-than 90d --dry-run\n"
+        "  .venv/bin/mes db down   (stops the local database)"
     )
 
 

@@ -102,8 +102,12 @@ class LocalCluster:
     def log_file(self) -> Path:
         return self.server_dir / "postgres.log"
 
+    def _password_file(self, role: str) -> Path:
+        # Next to the server's files: a cluster and its passwords always go together.
+        return self.server_dir / f"{role}.password"
+
     def _password(self, role: str) -> str:
-        path = self.home / f"{role}.password"
+        path = self._password_file(role)
         try:
             return path.read_text().strip()
         except FileNotFoundError:
@@ -186,14 +190,14 @@ class LocalCluster:
         return True
 
     def _init(self, bin_dir: Path) -> None:
-        for role in (SUPERUSER, OWNER_ROLE):
-            path = self.home / f"{role}.password"
-            if not path.exists():
-                path.write_text(secrets.token_urlsafe(18) + "\n")
-                path.chmod(0o600)
         if self.server_dir != self.home:
             self.server_dir.mkdir(parents=True, exist_ok=True)
             self._own(self.server_dir)
+        for role in (SUPERUSER, OWNER_ROLE):
+            path = self._password_file(role)
+            if not path.exists():
+                path.write_text(secrets.token_urlsafe(18) + "\n")
+                path.chmod(0o600)
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         self.log_file.touch()
@@ -204,12 +208,6 @@ class LocalCluster:
         pwfile.write_text(self._password(SUPERUSER) + "\n")
         self._own(pwfile)
         try:
-            check = self._run(["test", "-w", str(self.data_dir)], check=False)
-            if check.returncode != 0:
-                raise LocalDatabaseError(
-                    f"the postgres user cannot write to {self.data_dir}: put MES_HOME in a "
-                    "folder every user can enter (not under /root)"
-                )
             self._run([str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
                        "--pwfile", str(pwfile), "--auth-local=peer",
                        "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"])

@@ -39,7 +39,11 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def cluster() -> LocalCluster:
-    settings = Settings(database_url=None, home=REPO / ".mes")
+    # The same cluster `./run test` starts: MES_HOME and MES_LOCAL_PORT apply, relative
+    # folders taken from the repository's root.
+    settings = Settings(database_url=None)
+    if not settings.home.is_absolute():
+        settings.home = REPO / settings.home
     local = LocalCluster.from_settings(settings)
     local.up()
     return local

@@ -41,11 +41,11 @@ def test_sample_plant_loads_with_its_hierarchy(db_url: str) -> None:
     assert report.created["equipment"] == 13
     assert report.created["signal"] == 48
     with engine(db_url).connect() as conn:
-        levels = dict(conn.execute(text(
+        levels: dict[str, int] = dict(conn.execute(text(
             "SELECT level, count(*) FROM mes.equipment GROUP BY level")).all())
         assert levels == {"enterprise": 1, "site": 1, "area": 1, "work_center": 2,
                           "work_unit": 8}
-        machines_per_line = dict(conn.execute(text(
+        machines_per_line: dict[str, int] = dict(conn.execute(text(
             "SELECT line.code, count(*) FROM mes.equipment m "
             "JOIN mes.equipment line ON line.id = m.parent_id "
             "WHERE m.level = 'work_unit' GROUP BY line.code")).all())
@@ -58,7 +58,7 @@ def test_sample_plant_loads_with_its_hierarchy(db_url: str) -> None:
         breakfast = conn.execute(text(
             "SELECT start_offset, duration FROM mes.shift_break WHERE name = 'Breakfast'")).one()
         assert tuple(breakfast) == (dt.timedelta(hours=3), dt.timedelta(minutes=15))
-        planned = dict(conn.execute(text(
+        planned: dict[str, bool] = dict(conn.execute(text(
             "SELECT code, planned FROM mes.downtime_reason")).all())
         # Children inherit `planned` from their parents, two levels down.
         assert planned["BREAK"] is True and planned["BREAKDOWN-MECH"] is False
