@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from mes import migrate
 from mes.cli import app
-from mes.db import engine
+from mes.db import connection_pool, engine
 from mes.localdb import LocalCluster, UnsupportedSystemError, install_postgres
 
 
@@ -116,3 +116,26 @@ def test_migrate_command_refuses_without_the_extension(
     result = CliRunner().invoke(app, ["db", "migrate"], env={"MES_DATABASE_URL": empty_db})
     assert result.exit_code == 1
     assert "CREATE EXTENSION timescaledb" in result.output
+
+
+def test_cluster_files_move_where_postgres_can_enter() -> None:
+    """A clone under a folder the postgres user cannot enter (like /root) still gets a cluster."""
+    private = Path(tempfile.mkdtemp(prefix="mes-private-", dir="/tmp"))
+    private.chmod(0o700)
+    cluster = LocalCluster(home=private / ".mes", port=_free_port(), database="mes")
+    try:
+        assert cluster.server_dir != cluster.home
+        assert cluster.server_dir.parent == Path("/var/lib/postgresql/mes-clusters")
+        cluster.up()
+        with psycopg.connect(cluster.url()) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        cluster.down()
+        shutil.rmtree(cluster.server_dir, ignore_errors=True)
+        shutil.rmtree(private)
+
+
+def test_connection_pool_serves_the_database(db_url: str) -> None:
+    with connection_pool(db_url) as pool, pool.connection() as conn:
+        row = conn.execute("SELECT count(*) FROM mes.sample_quality").fetchone()
+    assert row is not None and row[0] > 0
