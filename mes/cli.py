@@ -12,10 +12,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
+import psycopg
 import typer
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ingest.retention import drop_old_chunks, parse_age
 from mes import migrate
@@ -56,6 +57,10 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
                         f"{error.orig}") from None
         except OperationalError as error:
             raise _fail(f"cannot reach the database: {error.orig}") from None
+        except DBAPIError as error:
+            raise _fail(f"the database refused, nothing was written: {error.orig}") from None
+        except psycopg.OperationalError as error:
+            raise _fail(f"cannot reach the database: {error}") from None
 
     return wrapper
 
@@ -174,7 +179,7 @@ def db_retention(
 def _load(path: Path) -> LoadReport:
     plant = read_plant_file(path)
     with session_factory(database_url())() as session, session.begin():
-        return load_plant(session, plant)
+        return load_plant(session, plant, source=str(path))
 
 
 @plant_app.command("load")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -23,6 +24,7 @@ from psycopg import sql
 
 from mes.settings import Settings
 
+DEFAULT_PORT = 55432
 SUPERUSER = "postgres"
 OWNER_ROLE = "mes_owner"
 POSTGRES_VERSIONS = (17, 16, 15)
@@ -65,13 +67,29 @@ def install_postgres() -> Path:
 @dataclass(frozen=True)
 class LocalCluster:
     home: Path
-    port: int
+    requested_port: int | None
     database: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalCluster:
-        return cls(home=settings.home.resolve(), port=settings.local_port,
+        return cls(home=settings.home.resolve(), requested_port=settings.local_port,
                    database=settings.local_database)
+
+    @cached_property
+    def port(self) -> int:
+        """The requested port, else the one this cluster was created with, else the first
+        free one from 55432: a second clone on the same machine gets its own."""
+        if self.requested_port is not None:
+            return self.requested_port
+        conf = self.data_dir / "mes.conf"
+        if conf.is_file():
+            match = re.search(r"^port = (\d+)$", conf.read_text(), re.MULTILINE)
+            if match:
+                return int(match.group(1))
+        port = DEFAULT_PORT
+        while _port_in_use(port):
+            port += 1
+        return port
 
     @cached_property
     def server_dir(self) -> Path:
@@ -85,7 +103,8 @@ class LocalCluster:
 
     @staticmethod
     def _postgres_can_enter(path: Path) -> bool:
-        path.mkdir(parents=True, exist_ok=True)
+        while not path.exists():  # a folder yet to be made is as reachable as its parent
+            path = path.parent
         probe = subprocess.run(["runuser", "-u", SUPERUSER, "--", "test", "-x", str(path)],
                                capture_output=True)
         return probe.returncode == 0
@@ -164,22 +183,19 @@ class LocalCluster:
         """Install, initialise and start the cluster and create the database; idempotent."""
         bin_dir = find_postgres_bin() or install_postgres()
         self.home.mkdir(parents=True, exist_ok=True)
+        running = self.is_running(bin_dir)
+        if not running and _port_in_use(self.port):
+            raise LocalDatabaseError(
+                f"port {self.port} is already in use (another cluster of this project in "
+                "another folder?): stop it, or choose another port with MES_LOCAL_PORT"
+            )
         if not self.initialized:
             self._init(bin_dir)
         self._write_config()
-        if not self.is_running(bin_dir):
-            self._check_port_free()
+        if not running:
             self._run([str(bin_dir / "pg_ctl"), "start", "-w", "-t", "60", "-D",
                        str(self.data_dir), "-l", str(self.log_file)])
         self._create_owner_and_database()
-
-    def _check_port_free(self) -> None:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                raise LocalDatabaseError(
-                    f"port {self.port} is already in use (another cluster of this project in "
-                    "another folder?): stop it, or choose another port with MES_LOCAL_PORT"
-                )
 
     def down(self) -> bool:
         """Stop the cluster; returns whether it was running."""
@@ -196,8 +212,9 @@ class LocalCluster:
         for role in (SUPERUSER, OWNER_ROLE):
             path = self._password_file(role)
             if not path.exists():
-                path.write_text(secrets.token_urlsafe(18) + "\n")
-                path.chmod(0o600)
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "w") as secret:
+                    secret.write(secrets.token_urlsafe(18) + "\n")
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         self.log_file.touch()
@@ -242,18 +259,23 @@ class LocalCluster:
             create_database(conn, self.database)
 
 
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def create_database(admin: psycopg.Connection[tuple[object, ...]], name: str,
                     template: str | None = None) -> None:
     """Create `name`, owned by the owner role, with TimescaleDB in it; no-op if it exists."""
-    if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-        return
-    statement = sql.SQL("CREATE DATABASE {} OWNER {}").format(
-        sql.Identifier(name), sql.Identifier(OWNER_ROLE))
-    if template:
-        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-    admin.execute(statement)
+    if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+        statement = sql.SQL("CREATE DATABASE {} OWNER {}").format(
+            sql.Identifier(name), sql.Identifier(OWNER_ROLE))
+        if template:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        admin.execute(statement)
     if template is None:
-        # Creating the extension needs a superuser; everything after runs as the owner.
+        # Every time, so an earlier run stopped halfway is repaired. Creating the extension
+        # needs a superuser; everything after runs as the owner.
         info = admin.info
         with psycopg.connect(host=info.host, port=info.port, user=info.user,
                              password=info.password, dbname=name, autocommit=True) as conn:

@@ -71,8 +71,14 @@ def _config(conn: Connection) -> Config:
     return config
 
 
+def _lock(conn: Connection) -> None:
+    # Two `mes db up` at once would both see "no revision" and race; the second waits.
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('mes.migrate'))"))
+
+
 def upgrade(url: str, revision: str = "head") -> TimescaleInfo:
     with engine(url).begin() as conn:
+        _lock(conn)
         info = timescale_info(conn)
         command.upgrade(_config(conn), revision)
     return info
@@ -80,6 +86,7 @@ def upgrade(url: str, revision: str = "head") -> TimescaleInfo:
 
 def downgrade(url: str, revision: str) -> None:
     with engine(url).begin() as conn:
+        _lock(conn)
         command.downgrade(_config(conn), revision)
 
 

@@ -12,8 +12,19 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def _default_home() -> Path:
+    """`.mes` in the source tree when running from one (so `mes` finds the same cluster
+    from any folder), else in the current folder."""
+    source_root = Path(__file__).resolve().parent.parent
+    if (source_root / "pyproject.toml").is_file():
+        return source_root / ".mes"
+    return Path(".mes")
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MES_", env_file=".env", extra="ignore")
+    # Environment only: no .env file, so nothing outside the environment can redirect
+    # `./run test` to another server. An empty variable counts as unset.
+    model_config = SettingsConfigDict(env_prefix="MES_", env_ignore_empty=True, extra="ignore")
 
     database_url: str | None = Field(
         default=None,
@@ -23,10 +34,14 @@ class Settings(BaseSettings):
         ),
     )
     home: Path = Field(
-        default=Path(".mes"),
+        default_factory=_default_home,
         description="Folder the project owns for its local PostgreSQL cluster and state.",
     )
-    local_port: int = Field(default=55432, ge=1024, le=65535)
+    local_port: int | None = Field(
+        default=None, ge=1024, le=65535,
+        description="Port of the local cluster; unset: the first free one from 55432, "
+                    "chosen when the cluster is created and kept.",
+    )
     local_database: str = "mes"
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=8, ge=1)

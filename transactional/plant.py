@@ -36,7 +36,12 @@ from transactional.models import (
     StateModel,
     StateModelState,
 )
-from transactional.plant_file import PlantDefinition, break_offset, reason_is_planned
+from transactional.plant_file import (
+    PlantDefinition,
+    PlantFileError,
+    break_offset,
+    reason_is_planned,
+)
 
 M = TypeVar("M", bound=Base)
 
@@ -105,11 +110,40 @@ def _ids(rows: Iterable[Any]) -> set[int]:
     return {row.id for row in rows}
 
 
-def load_plant(session: Session, plant: PlantDefinition) -> LoadReport:
-    """Create or update everything `plant` defines; returns what changed."""
+def load_plant(session: Session, plant: PlantDefinition, source: str = "plant file") -> LoadReport:
+    """Create or update everything `plant` defines; returns what changed.
+
+    Raises PlantFileError (naming `source`) when the file clashes with what the database
+    already holds; the caller's transaction must then be rolled back.
+    """
+    problems = _signal_clashes(session, plant)
+    if problems:
+        raise PlantFileError(source, problems)
     report = LoadReport()
     _Loader(session, report).load(plant)
     return report
+
+
+def _signal_clashes(session: Session, plant: PlantDefinition) -> list[str]:
+    """A machine's state or counter signal under a new code, while the old one is still in
+    the database: storing both would count the machine's parts twice."""
+    existing = session.execute(
+        select(Equipment.code, Signal.kind, Signal.code)
+        .join(Equipment, Equipment.id == Signal.equipment_id)
+        .where(Signal.kind != "process_value")).all()
+    in_database = {(machine, kind): code for machine, kind, code in existing}
+    in_file = {s.code for m in plant.machines for s in m.signals}
+    problems = []
+    for i, machine in enumerate(plant.machines):
+        for j, signal in enumerate(machine.signals):
+            old = in_database.get((machine.code, signal.kind))
+            if signal.kind != "process_value" and old not in (None, signal.code) \
+                    and old not in in_file:
+                problems.append(
+                    f"machines[{i}] ({machine.code}).signals[{j}] ({signal.code}): the database "
+                    f"already has {old!r} as this machine's {signal.kind!r} signal; keep that "
+                    "code, or retire the old signal before loading")
+    return problems
 
 
 class _Loader:
@@ -172,6 +206,7 @@ class _Loader:
         loaded = set(ids.values())
         shift_ids = {s.id for s in shifts.rows.values() if s.shift_calendar_id in loaded}
         breaks.delete_unseen(lambda b: b.shift_id in shift_ids)
+        self.session.flush()  # before their shifts go: the cascade would take them first
         shifts.delete_unseen(lambda s: s.shift_calendar_id in loaded)
         stops.delete_unseen(lambda p: p.shift_calendar_id in loaded)
         return ids

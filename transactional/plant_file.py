@@ -44,13 +44,17 @@ class PlantFileError(ValueError):
 
 def _clock_time(value: Any) -> Any:
     # YAML 1.1 reads an unquoted 06:00 as the number 360 (minutes): insist on "HH:MM".
+    clock = value
     if isinstance(value, str):
         try:
-            return dt.time.fromisoformat(value)
+            clock = dt.time.fromisoformat(value)
         except ValueError:
             raise ValueError(f"{value!r} is not a clock time like \"06:00\"") from None
-    if isinstance(value, dt.time):
-        return value
+    if isinstance(clock, dt.time):
+        # The calendar's time zone applies; shifts and breaks are planned in whole minutes.
+        if clock.tzinfo is not None or clock.second or clock.microsecond:
+            raise ValueError(f"{value!r}: give hours and minutes only, like \"06:00\"")
+        return clock
     raise ValueError(f"{value!r} is not a clock time; write it as a quoted \"HH:MM\"")
 
 
@@ -61,7 +65,7 @@ ClockTime = Annotated[dt.time, BeforeValidator(_clock_time)]
 
 
 class _Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class EnterpriseDef(_Entry):
@@ -117,7 +121,7 @@ class MachineDef(_Entry):
 
 
 class StateDef(_Entry):
-    code: Annotated[int, Field(ge=0)]
+    code: Annotated[int, Field(ge=0, le=2**31 - 1)]
     name: Name
     category: StateCategory
 

@@ -185,6 +185,15 @@ BAD_FILES = {
     "unknown time zone": (
         _edit('timezone = "Europe/Berlin"', 'timezone = "Europe/Atlantis"'),
         "unknown time zone 'Europe/Atlantis'"),
+    "clock time with a time zone": (
+        _edit('start = "06:00"', 'start = "06:00+02:00"'),
+        "shifts[0] (EARLY).start: '06:00+02:00': give hours and minutes only"),
+    "limit that is not a number": (
+        _edit("high_limit = 90.0", "high_limit = nan"),
+        "(PRESS-1.temperature).high_limit: Input should be a finite number"),
+    "state code beyond what a PLC register holds": (
+        _edit('{ code = 5, name = "Fault"', '{ code = 5000000000, name = "Fault"'),
+        "states[5].code: Input should be less than or equal to 2147483647"),
     "TOML syntax error": (
         _edit('name = "Acme Components"', 'name = "Acme Components'),
         "TOML syntax: "),
@@ -250,8 +259,8 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     assert len(caught.value.problems) == 3
 
 
-def test_database_refusal_rolls_back_the_whole_load(db_url: str, tmp_path: Path) -> None:
-    """A conflict only the database can see (a row written outside the file) undoes the load."""
+def test_a_second_counter_under_a_new_code_is_refused(db_url: str, tmp_path: Path) -> None:
+    """A clash only the database can show (a row written outside the file) is named by key."""
     without_state = tmp_path / "without_state.toml"
     without_state.write_text(_edit(
         '  { code = "PRESS-1.state", name = "Machine state", kind = "state" },\n', ""))
@@ -264,11 +273,52 @@ def test_database_refusal_rolls_back_the_whole_load(db_url: str, tmp_path: Path)
     renamed.write_text(_edit('name = "Washer 1"', 'name = "Washer 1 (new)"'))
     before = snapshot(db_url)
 
-    with pytest.raises(IntegrityError, match="uq_signal_equipment_kind"):
+    with pytest.raises(PlantFileError) as caught:
         load(db_url, renamed)
+
+    assert caught.value.problems == [
+        "machines[0] (PRESS-1).signals[0] (PRESS-1.state): the database already has "
+        "'LEGACY.state' as this machine's 'state' signal; keep that code, or retire the old "
+        "signal before loading"]
+    assert snapshot(db_url) == before
+
+
+def test_database_refusal_rolls_back_the_whole_load(db_url: str, tmp_path: Path) -> None:
+    """A file that is consistent in itself but turns an existing line into a site: the
+    database refuses (the line's machines would hang under a site) and nothing stays."""
+    load(db_url, SAMPLE_PLANT)
+    other = tmp_path / "other.yaml"
+    other.write_text("""
+enterprise: {code: OTHER, name: Other enterprise}
+shift_calendars:
+  - {code: OTHER-CAL, name: Day, timezone: UTC,
+     shifts: [{code: DAY, name: Day, start: "07:00", end: "15:00"}]}
+state_models:
+  - {code: OTHER-SM, name: States, states: [{code: 1, name: Running, category: running}]}
+sites: [{code: L1, name: Former line, calendar: OTHER-CAL}]
+""")
+    before = snapshot(db_url)
+
+    with pytest.raises(IntegrityError, match="fk_equipment_parent"):
+        load(db_url, other)
 
     assert snapshot(db_url) == before
 
+
+@pytest.mark.filterwarnings("error")
+def test_removing_a_shift_removes_its_breaks(db_url: str, tmp_path: Path) -> None:
+    load(db_url, SAMPLE_PLANT)
+    source = SAMPLE_PLANT.read_text()
+    start = source.index('[[shift_calendars.shifts]]\ncode = "LATE"')
+    end = source.index("[[shift_calendars.planned_stops]]")
+    early_only = tmp_path / "early_only.toml"
+    early_only.write_text(source[:start] + source[end:])
+
+    report = load(db_url, early_only)
+
+    assert report.deleted == {"shift": 1, "shift_break": 2}
+    with engine(db_url).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM mes.shift_break")).scalar_one() == 2
 
 def test_database_refuses_a_machine_directly_under_a_site(session: Session) -> None:
     session.execute(text(
