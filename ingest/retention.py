@@ -32,6 +32,26 @@ class RetentionResult:
     chunks: tuple[str, ...]
 
 
+class PolicyUnavailableError(RuntimeError):
+    """Retention policies need the community (TSL) edition of TimescaleDB."""
+
+
+def schedule_retention(conn: Connection, older_than: dt.timedelta) -> list[str]:
+    """Replace the retention policy of each raw hypertable (community edition only)."""
+    license_ = conn.execute(text("SELECT current_setting('timescaledb.license', true)")).scalar()
+    if license_ != "timescale":
+        raise PolicyUnavailableError(
+            f"this TimescaleDB is the {license_ or 'unknown'} edition, which has no retention "
+            "policies: run `mes db retention --older-than ...` from cron or a pipeline instead")
+    for hypertable in RAW_HYPERTABLES:
+        conn.execute(text("SELECT remove_retention_policy(CAST(:h AS regclass), "
+                          "if_exists => true)"), {"h": hypertable})
+        conn.execute(text("SELECT add_retention_policy(CAST(:h AS regclass), "
+                          "drop_after => CAST(:age AS interval))"),
+                     {"h": hypertable, "age": older_than})
+    return list(RAW_HYPERTABLES)
+
+
 def drop_old_chunks(conn: Connection, older_than: dt.timedelta, *,
                     dry_run: bool = False) -> list[RetentionResult]:
     """Drop (or, with dry_run, only list) the chunks entirely older than now - older_than."""

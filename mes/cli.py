@@ -18,7 +18,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from ingest.retention import drop_old_chunks, parse_age
+from ingest.retention import (
+    PolicyUnavailableError,
+    drop_old_chunks,
+    parse_age,
+    schedule_retention,
+)
 from mes import migrate
 from mes.db import database_url, engine, session_factory
 from mes.localdb import LocalCluster, LocalDatabaseError
@@ -161,12 +166,22 @@ def db_status() -> None:
 def db_retention(
     older_than: Annotated[str, typer.Option("--older-than", help="age such as 90d, 36h, 2w")],
     dry_run: Annotated[bool, typer.Option(help="list the chunks, drop nothing")] = False,
+    policy: Annotated[bool, typer.Option(
+        help="schedule it as a TimescaleDB retention policy (community edition only)")] = False,
 ) -> None:
     """Drop raw time-series chunks entirely older than the given age."""
     try:
         age = parse_age(older_than)
     except ValueError as error:
         raise _fail(f"--older-than: {error}") from None
+    if policy:
+        try:
+            with engine(database_url()).begin() as conn:
+                scheduled = schedule_retention(conn, age)
+        except PolicyUnavailableError as error:
+            raise _fail(str(error)) from None
+        typer.echo(f"retention policy set to {older_than} on {', '.join(scheduled)}")
+        return
     with engine(database_url()).begin() as conn:
         results = drop_old_chunks(conn, age, dry_run=dry_run)
     verb = "would drop" if dry_run else "dropped"

@@ -99,3 +99,20 @@ def test_cli_rejects_a_bad_age(db_url: str) -> None:
                                 env={"MES_DATABASE_URL": db_url})
     assert result.exit_code == 1
     assert "--older-than: 'soon' is not an age like 90d" in result.output
+
+
+def test_policy_is_scheduled_only_where_the_edition_has_policies(db_url: str) -> None:
+    result = CliRunner().invoke(app, ["db", "retention", "--older-than", "90d", "--policy"],
+                                env={"MES_DATABASE_URL": db_url})
+    with engine(db_url).connect() as conn:
+        community = conn.execute(text("SHOW timescaledb.license")).scalar_one() == "timescale"
+        jobs = conn.execute(text(
+            "SELECT count(*) FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'policy_retention'")).scalar_one()
+    if community:
+        assert result.exit_code == 0, result.output
+        assert jobs == 3
+    else:
+        assert result.exit_code == 1
+        assert "apache edition, which has no retention policies" in result.output
+        assert jobs == 0
