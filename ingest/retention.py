@@ -36,12 +36,15 @@ class PolicyUnavailableError(RuntimeError):
     """Retention policies need the community (TSL) edition of TimescaleDB."""
 
 
-def schedule_retention(conn: Connection, older_than: dt.timedelta) -> list[str]:
-    """Replace the retention policy of each raw hypertable (community edition only)."""
-    license_ = conn.execute(text("SELECT current_setting('timescaledb.license', true)")).scalar()
-    if license_ != "timescale":
+def schedule_retention(conn: Connection, older_than: dt.timedelta, *,
+                       edition: str) -> list[str]:
+    """Replace the retention policy of each raw hypertable (community edition only).
+
+    `edition` is what `mes.migrate.timescale_info` reports for this database.
+    """
+    if edition != "timescale":
         raise PolicyUnavailableError(
-            f"this TimescaleDB is the {license_ or 'unknown'} edition, which has no retention "
+            f"this TimescaleDB is the {edition} edition, which has no retention "
             "policies: run `mes db retention --older-than ...` from cron or a pipeline instead")
     for hypertable in RAW_HYPERTABLES:
         conn.execute(text("SELECT remove_retention_policy(CAST(:h AS regclass), "

@@ -177,7 +177,8 @@ def db_retention(
     if policy:
         try:
             with engine(database_url()).begin() as conn:
-                scheduled = schedule_retention(conn, age)
+                edition = migrate.timescale_info(conn).edition
+                scheduled = schedule_retention(conn, age, edition=edition)
         except PolicyUnavailableError as error:
             raise _fail(str(error)) from None
         typer.echo(f"retention policy set to {older_than} on {', '.join(scheduled)}")

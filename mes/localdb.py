@@ -101,13 +101,10 @@ class LocalCluster:
         digest = hashlib.sha1(str(self.home).encode()).hexdigest()[:12]
         return Path("/var/lib/postgresql/mes-clusters") / digest
 
-    @staticmethod
-    def _postgres_can_enter(path: Path) -> bool:
+    def _postgres_can_enter(self, path: Path) -> bool:
         while not path.exists():  # a folder yet to be made is as reachable as its parent
             path = path.parent
-        probe = subprocess.run(["runuser", "-u", SUPERUSER, "--", "test", "-x", str(path)],
-                               capture_output=True)
-        return probe.returncode == 0
+        return self._run(["test", "-x", str(path)], check=False).returncode == 0
 
     @property
     def data_dir(self) -> Path:
