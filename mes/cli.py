@@ -55,7 +55,8 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except (PlantFileError, LocalDatabaseError, migrate.MigrationError) as error:
+        except (PlantFileError, LocalDatabaseError, migrate.MigrationError,
+                PolicyUnavailableError) as error:
             raise _fail(str(error)) from None
         except IntegrityError as error:
             raise _fail(f"the database refused the change, nothing was written: "
@@ -175,12 +176,9 @@ def db_retention(
     except ValueError as error:
         raise _fail(f"--older-than: {error}") from None
     if policy:
-        try:
-            with engine(database_url()).begin() as conn:
-                edition = migrate.timescale_info(conn).edition
-                scheduled = schedule_retention(conn, age, edition=edition)
-        except PolicyUnavailableError as error:
-            raise _fail(str(error)) from None
+        with engine(database_url()).begin() as conn:
+            edition = migrate.timescale_info(conn).edition
+            scheduled = schedule_retention(conn, age, edition=edition)
         typer.echo(f"retention policy set to {older_than} on {', '.join(scheduled)}")
         return
     with engine(database_url()).begin() as conn:
