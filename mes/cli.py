@@ -6,7 +6,9 @@ on are printed without a traceback and end with exit code 1.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import json
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -18,12 +20,15 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from ingest.collect import CollectError, CollectorFiles
+from ingest.health import describe_status
 from ingest.retention import (
     PolicyUnavailableError,
     drop_old_chunks,
     parse_age,
     schedule_retention,
 )
+from ingest.tagmap import TagMapError
 from mes import migrate
 from mes.db import database_url, engine, session_factory
 from mes.localdb import LocalCluster, LocalDatabaseError
@@ -56,7 +61,7 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except (PlantFileError, LocalDatabaseError, migrate.MigrationError,
-                PolicyUnavailableError) as error:
+                PolicyUnavailableError, TagMapError, CollectError) as error:
             raise _fail(str(error)) from None
         except IntegrityError as error:
             raise _fail(f"the database refused the change, nothing was written: "
@@ -203,6 +208,53 @@ def plant_load(path: Annotated[Path, typer.Argument(help="plant file, .toml or .
     report = _load(path)
     typer.echo(f"{path}: " + ("loaded" if report.changed else "already up to date"))
     typer.echo(report.summary())
+
+
+collect_app = typer.Typer(help="Collect machine data (OPC UA, Modbus) into the hypertables.")
+app.add_typer(collect_app, name="collect")
+
+
+def _collector_files(directory: Path | None) -> CollectorFiles:
+    return CollectorFiles(directory or get_settings().collect_path)
+
+
+@collect_app.callback(invoke_without_command=True)
+@user_errors
+def collect(
+    ctx: typer.Context,
+    tag_map: Annotated[Path | None, typer.Option(
+        "--tag-map", help="tag map (TOML): where each signal lives on the PLCs")] = None,
+    directory: Annotated[Path | None, typer.Option(
+        "--dir", help="spool, counter baselines and status file (default: MES_COLLECT_DIR "
+                      "or .mes/collect)")] = None,
+) -> None:
+    """Run the collectors of a tag map until SIGTERM or Ctrl-C; `mes collect status` shows
+    how they are doing."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if tag_map is None:
+        raise _fail("give the tag map: mes collect --tag-map FILE")
+    from ingest.collect import run_until_signalled
+
+    settings = get_settings()
+    files = _collector_files(directory)
+    asyncio.run(run_until_signalled(
+        tag_map, database_url(settings), files, spool_max_bytes=settings.spool_max_bytes,
+        flush_rows=settings.flush_rows, flush_seconds=settings.flush_interval_ms / 1000))
+
+
+@collect_app.command("status")
+@user_errors
+def collect_status(
+    directory: Annotated[Path | None, typer.Option("--dir", help="the collector's folder")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the raw status as JSON")] = False,
+) -> None:
+    """How the collector is doing: rates, queue, spool, flush latency, sources."""
+    files = _collector_files(directory)
+    if not files.status.exists():
+        raise _fail(f"no status in {files.directory}: has `mes collect` run with this --dir?")
+    data = json.loads(files.status.read_text())
+    typer.echo(json.dumps(data, indent=1) if as_json else describe_status(data))
 
 
 def sample_plant() -> Path:

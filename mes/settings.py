@@ -1,4 +1,4 @@
-"""The one settings object, read from `MES_` environment variables (and a `.env` file).
+"""The one settings object, read from `MES_` environment variables.
 
 Settings are read when `get_settings()` is first called, never at import time.
 """
@@ -45,6 +45,23 @@ class Settings(BaseSettings):
     local_database: str = "mes"
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=8, ge=1)
+    collect_dir: Path | None = Field(
+        default=None,
+        description="Folder of `mes collect`: its spool, counter baselines and status file; "
+                    "unset: `collect` in `home`.",
+    )
+    spool_max_bytes: int = Field(
+        default=1 << 30, ge=1 << 20,
+        description="How much the collector may spool on disk while the database is away.",
+    )
+    flush_interval_ms: int = Field(default=50, ge=1, le=60_000,
+                                   description="The writer flushes at least this often.")
+    flush_rows: int = Field(default=20_000, ge=1,
+                            description="The writer flushes once this many rows wait.")
+
+    @property
+    def collect_path(self) -> Path:
+        return self.collect_dir if self.collect_dir is not None else self.home / "collect"
 
 
 @lru_cache(maxsize=1)

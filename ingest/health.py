@@ -1,0 +1,77 @@
+"""Counters a running collector keeps about itself, and the status file that shows them.
+
+`mes collect` rewrites the status file every second; `mes collect status` reads it. The
+figures are plain counters and gauges; rates are worked out between two snapshots.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Health:
+    started_at: float = field(default_factory=time.time)
+    samples_received: int = 0
+    rows_written: int = 0
+    samples_filtered: int = 0     # dropped on purpose: unchanged state, inside the deadband
+    samples_dropped: int = 0      # lost: queue overflow or full spool; should stay 0
+    rows_spooled: int = 0
+    rows_recovered: int = 0       # replayed from the spool into the database
+    queue_depth: int = 0          # readings waiting for the writer
+    spool_bytes: int = 0
+    spool_rows: int = 0
+    last_flush_seconds: float | None = None
+    last_flush_rows: int = 0
+    database: str = "unknown"     # connected | unreachable
+    sources: dict[str, str] = field(default_factory=dict)  # source name -> state
+
+    def snapshot(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = time.time()
+        data["pid"] = os.getpid()
+        return data
+
+
+def write_status(path: Path, health: Health, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """Write the status file atomically, with per-second rates since `previous`."""
+    current = health.snapshot()
+    if previous is not None and current["at"] > previous["at"]:
+        span = current["at"] - previous["at"]
+        current["received_per_second"] = round(
+            (current["samples_received"] - previous["samples_received"]) / span, 1)
+        current["written_per_second"] = round(
+            (current["rows_written"] - previous["rows_written"]) / span, 1)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(current, indent=1))
+    temporary.replace(path)
+    return current
+
+
+def describe_status(data: dict[str, Any], now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    age = now - float(data["at"])
+    flush = data.get("last_flush_seconds")
+    lines = [
+        f"collector pid {data['pid']}, status written {age:.1f} s ago"
+        + ("  (STALE: is `mes collect` running?)" if age > 5 else ""),
+        f"  received {data.get('received_per_second', 0):>10} samples/s   "
+        f"written {data.get('written_per_second', 0):>10} rows/s",
+        f"  total received {data['samples_received']}, written {data['rows_written']}, "
+        f"filtered {data['samples_filtered']}, dropped {data['samples_dropped']}",
+        f"  queue depth {data['queue_depth']}, spool {data['spool_rows']} rows "
+        f"({data['spool_bytes']} bytes), recovered {data['rows_recovered']} rows",
+        "  last flush " + (f"{flush * 1000:.1f} ms for {data['last_flush_rows']} rows"
+                           if flush is not None else "none yet"),
+        f"  database: {data['database']}",
+    ]
+    lines += [f"  source {name}: {state}" for name, state in sorted(data["sources"].items())]
+    started = dt.datetime.fromtimestamp(float(data["started_at"]), dt.UTC)
+    lines.append(f"  running since {started:%Y-%m-%d %H:%M:%S} UTC")
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""The ingest path's SQL: the signal map collectors resolve tags against, and batch writes.
+
+A batch goes to the hypertables in one transaction with binary COPY. A batch that may
+already be partly stored (a replay after a lost commit acknowledgement) goes through
+temporary tables and `INSERT ... ON CONFLICT DO NOTHING`, so it is stored exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ingest.conditioning import ProcessValueRow, Rows
+from ingest.tagmap import PlantSignal
+
+SIGNAL_MAP = """
+SELECT signal_id, signal_code, kind, equipment_id, equipment_code, low_limit, high_limit
+FROM ingest_api.signal_map
+"""
+
+# table -> (columns, PostgreSQL types for binary COPY), in Rows' tuple order.
+COPY_LAYOUT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "process_value": (("ts", "signal_id", "value", "quality"),
+                      ("timestamptz", "int4", "float8", "int2")),
+    "equipment_state": (("ts", "equipment_id", "state", "reason_code"),
+                        ("timestamptz", "int4", "int4", "int4")),
+    "production_count": (("ts", "equipment_id", "good", "reject"),
+                         ("timestamptz", "int4", "int4", "int4")),
+}
+
+
+_TARGET = {table: sql.Identifier("ts", table) for table in COPY_LAYOUT}
+
+
+def load_signal_map(conn: psycopg.Connection[Any]) -> dict[str, PlantSignal]:
+    with conn.cursor() as cur:
+        cur.execute(SIGNAL_MAP)
+        return {row[1]: PlantSignal(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+                for row in cur.fetchall()}
+
+
+def _copy(cur: psycopg.Cursor[Any], target: sql.Composable, table: str,
+          batch: Iterable[Any]) -> None:
+    columns, types = COPY_LAYOUT[table]
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        target, sql.SQL(", ").join(map(sql.Identifier, columns)))
+    with cur.copy(statement) as copy:
+        copy.set_types(list(types))
+        for row in batch:
+            copy.write_row(row)
+
+
+def write_rows(conn: psycopg.Connection[Any], rows: Rows,
+               process_values: Iterator[ProcessValueRow] | None = None) -> None:
+    """Store a batch in one transaction; fall back to deduplication if any row is there.
+
+    `process_values`, when given, yields the batch's process values while they are being
+    made (each also lands in `rows`), so the server stores the first rows while the rest
+    are still being conditioned. It is run to its end whatever happens.
+    """
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            if process_values is not None:
+                _copy(cur, _TARGET["process_value"], "process_value", process_values)
+            elif rows.process_value:
+                _copy(cur, _TARGET["process_value"], "process_value", rows.process_value)
+            for table, batch in (("equipment_state", rows.equipment_state),
+                                 ("production_count", rows.production_count)):
+                if batch:
+                    _copy(cur, _TARGET[table], table, batch)
+    except psycopg.errors.UniqueViolation:
+        _finish(process_values)
+        write_rows_once(conn, rows)
+    finally:
+        _finish(process_values)
+
+
+def _finish(stream: Iterator[Any] | None) -> None:
+    if stream is not None:
+        for _ in stream:
+            pass
+
+
+def write_rows_once(conn: psycopg.Connection[Any], rows: Rows) -> None:
+    """Store a batch in one transaction, skipping rows already stored."""
+    with conn.transaction(), conn.cursor() as cur:
+        for table, batch in (("process_value", rows.process_value),
+                             ("equipment_state", rows.equipment_state),
+                             ("production_count", rows.production_count)):
+            if not batch:
+                continue
+            staging = sql.Identifier(f"staging_{table}")
+            cur.execute(sql.SQL(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS").format(staging, _TARGET[table]))
+            _copy(cur, staging, table, batch)
+            columns = sql.SQL(", ").join(map(sql.Identifier, COPY_LAYOUT[table][0]))
+            cur.execute(sql.SQL(
+                "INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "
+                "ON CONFLICT DO NOTHING").format(
+                    target=_TARGET[table], columns=columns, staging=staging))

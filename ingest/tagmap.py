@@ -1,0 +1,433 @@
+"""Reads a tag map (TOML): where each plant signal lives on the PLCs, and how to read it.
+
+The file is checked whole, first on its own and then against the plant's signals, and every
+problem is reported with its key before any collector starts. Reading the PLCs is the
+collectors' job; this module only says what to read and what it means.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from transactional.models import SignalKind
+
+RegisterType = Literal["uint16", "int16", "uint32", "int32", "float32"]
+RegisterFunction = Literal["holding", "input"]
+Order = Literal["big", "little"]
+
+REGISTER_WIDTH: dict[str, int] = {
+    "uint16": 1, "int16": 1, "uint32": 2, "int32": 2, "float32": 2,
+}
+# Modbus allows at most 125 registers in one read request.
+MAX_REGISTERS_PER_READ = 125
+
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+Millis = Annotated[int, Field(gt=0, le=3_600_000)]
+
+
+class TagMapError(ValueError):
+    """A tag map the collector refuses to start with; lists every problem found."""
+
+    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
+        self.path = str(path)
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"{self.path}: tag map rejected, the collector did not start:\n{lines}")
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class _Filtered(_Entry):
+    signal: Name
+    deadband: Annotated[float, Field(gt=0)] | None = None
+    deadband_percent: Annotated[float, Field(gt=0, le=100)] | None = None
+
+    @model_validator(mode="after")
+    def _one_deadband(self) -> Self:
+        if self.deadband is not None and self.deadband_percent is not None:
+            raise ValueError("give deadband or deadband_percent, not both")
+        return self
+
+
+class OpcUaNode(_Filtered):
+    node: Name
+    # For a state signal: the node holding the machine's fault or reason code.
+    reason_node: Name | None = None
+
+
+class OpcUaSource(_Entry):
+    name: Name
+    endpoint: Annotated[str, Field(pattern=r"^opc\.tcp://[^/\s:]+(:\d{1,5})?(/\S*)?$")]
+    publishing_interval_ms: Millis = 100
+    sampling_interval_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 0
+    nodes: Annotated[list[OpcUaNode], Field(min_length=1)]
+
+
+class ModbusRegister(_Filtered):
+    address: Annotated[int, Field(ge=0, le=65535)]
+    type: RegisterType
+    function: RegisterFunction = "holding"
+    scale: float = 1.0
+    offset: float = 0.0
+    word_order: Order | None = None
+    # For a state signal: a uint16 register holding the machine's fault or reason code.
+    reason_address: Annotated[int, Field(ge=0, le=65535)] | None = None
+
+
+class ModbusDevice(_Entry):
+    name: Name
+    host: Name
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    unit: Annotated[int, Field(ge=0, le=255)] = 1
+    poll_interval_ms: Annotated[int, Field(ge=10, le=3_600_000)] = 1000
+    timeout_ms: Annotated[int, Field(ge=10, le=60_000)] = 1000
+    word_order: Order = "big"
+    byte_order: Order = "big"
+    registers: Annotated[list[ModbusRegister], Field(min_length=1)]
+
+
+class TagMapFile(_Entry):
+    opcua: list[OpcUaSource] = []
+    modbus: list[ModbusDevice] = []
+
+    @model_validator(mode="after")
+    def _has_sources(self) -> Self:
+        if not self.opcua and not self.modbus:
+            raise ValueError("no [[opcua]] or [[modbus]] source: nothing to collect")
+        return self
+
+
+# --- what the plant says about a signal ----------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PlantSignal:
+    """A signal as the plant model declares it (one row of ingest_api.signal_map)."""
+
+    signal_id: int
+    code: str
+    kind: SignalKind
+    equipment_id: int
+    equipment_code: str
+    low_limit: float | None = None
+    high_limit: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One source address bound to a plant signal, with how to condition its values.
+
+    `deadband` is absolute (a percent deadband is turned into units of the signal's range);
+    `counter_modulus` is where a counter rolls over (2**16, 2**32).
+    """
+
+    signal: PlantSignal
+    source: str
+    address: str
+    deadband: float = 0.0
+    counter_modulus: int = 2**32
+
+    @property
+    def kind(self) -> SignalKind:
+        return self.signal.kind
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterRead:
+    """One Modbus read request covering contiguous registers, and what sits where."""
+
+    function: RegisterFunction
+    start: int
+    count: int
+    fields: tuple[RegisterField, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterField:
+    binding: Binding
+    offset: int  # registers from the start of the read
+    type: RegisterType
+    word_order: Order
+    byte_order: Order
+    scale: float = 1.0
+    value_offset: float = 0.0
+    reason_offset: int | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedOpcUa:
+    source: OpcUaSource
+    nodes: dict[str, Binding]            # node id -> binding of its value
+    reason_nodes: dict[str, PlantSignal]  # node id -> the state signal it explains
+
+
+@dataclass(frozen=True)
+class ResolvedModbus:
+    device: ModbusDevice
+    reads: tuple[RegisterRead, ...]
+
+
+@dataclass(frozen=True)
+class TagMap:
+    """A tag map checked against the plant: what each collector reads, bound to signals."""
+
+    opcua: tuple[ResolvedOpcUa, ...] = ()
+    modbus: tuple[ResolvedModbus, ...] = ()
+    bindings: tuple[Binding, ...] = field(default=())
+
+    @property
+    def signal_count(self) -> int:
+        return len(self.bindings)
+
+
+# --- reading -------------------------------------------------------------------------
+
+def read_tag_map_file(path: Path) -> TagMapFile:
+    """Parse and check a tag map on its own; raises TagMapError listing every problem."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TagMapError(path, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise TagMapError(path, [f"not UTF-8 text: {exc.reason}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TagMapError(path, [f"not valid TOML: {exc}"]) from None
+    try:
+        return TagMapFile.model_validate(raw)
+    except ValidationError as exc:
+        raise TagMapError(path, [_describe(raw, error) for error in exc.errors()]) from None
+
+
+def _describe(raw: Any, error: Any) -> str:
+    loc = error["loc"]
+    where = ".".join(_step(raw, loc[: i + 1]) for i in range(len(loc))) or "(file)"
+    message = str(error["msg"])
+    if error["type"] == "missing":
+        message = "required field is missing"
+    elif error["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif error["type"] == "literal_error":
+        message = f"{error.get('input')!r} is not allowed; {message.lower()}"
+    return f"{where}: {message}"
+
+
+def _step(raw: Any, loc: Sequence[Any]) -> str:
+    # Name list entries by their signal or source name where there is one: "modbus[PRESS-1]".
+    node: Any = raw
+    for key in loc[:-1]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return str(loc[-1])
+    key = loc[-1]
+    if isinstance(key, int) and isinstance(node, list) and key < len(node):
+        entry = node[key]
+        if isinstance(entry, dict):
+            label = entry.get("signal") or entry.get("name")
+            if isinstance(label, str):
+                return f"[{label}]"
+        return f"[{key}]"
+    return str(key)
+
+
+def read_tag_map(path: Path, signals: Mapping[str, PlantSignal]) -> TagMap:
+    """Read a tag map and bind it to the plant's signals (code -> PlantSignal)."""
+    return resolve(path, read_tag_map_file(path), signals)
+
+
+def resolve(path: Path | str, parsed: TagMapFile, signals: Mapping[str, PlantSignal]) -> TagMap:
+    problems: list[str] = []
+    bindings: list[Binding] = []
+    opcua: list[ResolvedOpcUa] = []
+    modbus: list[ResolvedModbus] = []
+
+    names = Counter([s.name for s in parsed.opcua] + [d.name for d in parsed.modbus])
+    problems += [f"source name {n!r} is used {c} times" for n, c in names.items() if c > 1]
+    endpoints = Counter(s.endpoint for s in parsed.opcua)
+    problems += [f"opcua endpoint {e!r} is listed {c} times; list its nodes once"
+                 for e, c in endpoints.items() if c > 1]
+    units = Counter((d.host, d.port, d.unit) for d in parsed.modbus)
+    problems += [f"modbus device {h}:{p} unit {u} is listed {c} times; list its registers once"
+                 for (h, p, u), c in units.items() if c > 1]
+
+    for source in parsed.opcua:
+        found, resolved = _resolve_opcua(source, signals)
+        problems += found
+        opcua.append(resolved)
+        bindings += resolved.nodes.values()
+    for device in parsed.modbus:
+        found, resolved_device, device_bindings = _resolve_modbus(device, signals)
+        problems += found
+        modbus.append(resolved_device)
+        bindings += device_bindings
+
+    mapped = Counter(b.signal.code for b in bindings)
+    for code, count in mapped.items():
+        if count > 1:
+            places = ", ".join(f"{b.source} {b.address}" for b in bindings if b.signal.code == code)
+            problems.append(f"signal {code!r} is mapped {count} times ({places}); "
+                            "each signal must come from one address")
+    if problems:
+        raise TagMapError(path, problems)
+    return TagMap(opcua=tuple(opcua), modbus=tuple(modbus), bindings=tuple(bindings))
+
+
+def _signal_problems(where: str, entry: _Filtered, signals: Mapping[str, PlantSignal],
+                     ) -> tuple[list[str], PlantSignal | None]:
+    signal = signals.get(entry.signal)
+    if signal is None:
+        return [f"{where}: unknown signal {entry.signal!r}; the plant model has no such "
+                "signal (load it with `mes plant load`)"], None
+    problems = []
+    filtered = entry.deadband is not None or entry.deadband_percent is not None
+    if filtered and signal.kind != "process_value":
+        problems.append(f"{where}: a deadband applies to process values only, and "
+                        f"{signal.code!r} is a {signal.kind} signal")
+    if entry.deadband_percent is not None and (signal.low_limit is None
+                                               or signal.high_limit is None):
+        problems.append(f"{where}: deadband_percent needs the signal's low_limit and "
+                        f"high_limit in the plant model; give an absolute deadband instead")
+    return problems, signal
+
+
+def _deadband(entry: _Filtered, signal: PlantSignal) -> float:
+    if entry.deadband is not None:
+        return entry.deadband
+    if (entry.deadband_percent is not None and signal.low_limit is not None
+            and signal.high_limit is not None):
+        return entry.deadband_percent / 100 * (signal.high_limit - signal.low_limit)
+    return 0.0
+
+
+def _resolve_opcua(source: OpcUaSource, signals: Mapping[str, PlantSignal],
+                   ) -> tuple[list[str], ResolvedOpcUa]:
+    # Imported here: asyncua is slow to import, and only OPC UA entries need it.
+    from asyncua.ua import NodeId
+    from asyncua.ua.uaerrors import UaStringParsingError
+
+    problems: list[str] = []
+    nodes: dict[str, Binding] = {}
+    reasons: dict[str, PlantSignal] = {}
+    seen: Counter[str] = Counter()
+    for entry in source.nodes:
+        where = f"opcua[{source.name}].nodes[{entry.signal}]"
+        for node_id in filter(None, (entry.node, entry.reason_node)):
+            seen[node_id] += 1
+            try:
+                NodeId.from_string(node_id)
+            except (ValueError, UaStringParsingError) as exc:
+                problems.append(f"{where}: {node_id!r} is not an OPC UA node id "
+                                f"like \"ns=2;s=Press1.State\" ({exc})")
+        found, signal = _signal_problems(where, entry, signals)
+        problems += found
+        if signal is None:
+            continue
+        if entry.reason_node is not None:
+            if signal.kind != "state":
+                problems.append(f"{where}: reason_node belongs to a state signal, and "
+                                f"{signal.code!r} is a {signal.kind} signal")
+            reasons[entry.reason_node] = signal
+        nodes[entry.node] = Binding(signal, source.name, entry.node, _deadband(entry, signal))
+    problems += [f"opcua[{source.name}]: node {n!r} is mapped {c} times" for n, c in seen.items()
+                 if c > 1]
+    return problems, ResolvedOpcUa(source, nodes, reasons)
+
+
+def _resolve_modbus(device: ModbusDevice, signals: Mapping[str, PlantSignal],
+                    ) -> tuple[list[str], ResolvedModbus, list[Binding]]:
+    problems: list[str] = []
+    # (function, address) -> what uses it, to find overlaps
+    used: dict[tuple[str, int], str] = {}
+    fields: dict[str, list[tuple[int, int, RegisterField]]] = defaultdict(list)
+    bindings: list[Binding] = []
+    for entry in device.registers:
+        where = f"modbus[{device.name}].registers[{entry.signal}]"
+        width = REGISTER_WIDTH[entry.type]
+        spans = [(entry.address, width, f"{entry.signal} at {entry.address}")]
+        if entry.reason_address is not None:
+            spans.append((entry.reason_address, 1, f"the reason of {entry.signal} at "
+                                                   f"{entry.reason_address}"))
+        for start, count, label in spans:
+            if start + count > 65536:
+                problems.append(f"{where}: {entry.type} at {start} runs past register 65535")
+            for address in range(start, start + count):
+                other = used.get((entry.function, address))
+                if other is not None:
+                    problems.append(f"{where}: {entry.function} register {address} is already "
+                                    f"used by {other}")
+                used[(entry.function, address)] = label
+        found, signal = _signal_problems(where, entry, signals)
+        problems += found
+        if signal is None:
+            continue
+        problems += _type_problems(where, entry, signal)
+        if entry.reason_address is not None and signal.kind != "state":
+            problems.append(f"{where}: reason_address belongs to a state signal, and "
+                            f"{signal.code!r} is a {signal.kind} signal")
+        binding = Binding(signal, device.name, f"{entry.function}:{entry.address}",
+                          _deadband(entry, signal), 2 ** (16 * width))
+        bindings.append(binding)
+        start = min(entry.address, entry.reason_address if entry.reason_address is not None
+                    else entry.address)
+        end = max(entry.address + width, (entry.reason_address or 0) + 1)
+        fields[entry.function].append((start, end, RegisterField(
+            binding, entry.address, entry.type, entry.word_order or device.word_order,
+            device.byte_order, entry.scale, entry.offset, entry.reason_address)))
+    return problems, ResolvedModbus(device, _plan_reads(fields)), bindings
+
+
+def _type_problems(where: str, entry: ModbusRegister, signal: PlantSignal) -> list[str]:
+    problems = []
+    if signal.kind in ("good_count", "reject_count") and entry.type not in ("uint16", "uint32"):
+        problems.append(f"{where}: {signal.code!r} is a counter; read it as uint16 or uint32, "
+                        f"not {entry.type}")
+    if signal.kind == "state" and entry.type == "float32":
+        problems.append(f"{where}: {signal.code!r} is a machine state; read it as an "
+                        "integer type, not float32")
+    if signal.kind != "process_value" and (entry.scale != 1.0 or entry.offset != 0.0):
+        problems.append(f"{where}: scale and offset apply to process values only, and "
+                        f"{signal.code!r} is a {signal.kind} signal")
+    if entry.scale == 0.0:
+        problems.append(f"{where}: scale 0 would turn every reading into the offset")
+    return problems
+
+
+def _plan_reads(fields: Mapping[str, list[tuple[int, int, RegisterField]]],
+                ) -> tuple[RegisterRead, ...]:
+    """Group registers into as few read requests as contiguity allows.
+
+    Only touching registers are merged: reading an unmapped gap could hit an address the
+    PLC refuses, which would fail the whole request.
+    """
+    reads: list[RegisterRead] = []
+    for function, entries in sorted(fields.items()):
+        group: list[tuple[int, int, RegisterField]] = []
+        group_end = 0
+        for start, end, fld in sorted(entries, key=lambda e: e[0]):
+            if group and (start > group_end or end - group[0][0] > MAX_REGISTERS_PER_READ):
+                reads.append(_read(function, group))
+                group = []
+            group.append((start, end, fld))
+            group_end = max(group_end, end) if len(group) > 1 else end
+        if group:
+            reads.append(_read(function, group))
+    return tuple(reads)
+
+
+def _read(function: str, group: list[tuple[int, int, RegisterField]]) -> RegisterRead:
+    first = group[0][0]
+    last = max(end for _, end, _ in group)
+    rebased = tuple(
+        RegisterField(f.binding, f.offset - first, f.type, f.word_order, f.byte_order, f.scale,
+                      f.value_offset, None if f.reason_offset is None else f.reason_offset - first)
+        for _, _, f in group)
+    return RegisterRead("holding" if function == "holding" else "input", first, last - first,
+                        rebased)
