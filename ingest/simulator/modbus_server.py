@@ -1,7 +1,7 @@
 """Serves a plant's machines over Modbus TCP (pymodbus): one unit id per machine, 1.. in order.
 
-Each unit holds the register block of `layout.register_map`, readable as holding and as
-input registers; past the block a read gets exception 2. Clients cannot write registers.
+Each unit serves `layout.register_map` as holding and input registers, read-only; past the
+block a read gets exception 2, an unknown unit exception 0x0B.
 """
 
 from __future__ import annotations
@@ -96,6 +96,12 @@ class ModbusServer:
                                  readonly=True)],
                 action=self._serve_from(block))
             for unit, block in self._registers.items()]
+        # Unit 0 stands for every unit not configured: answer as a gateway whose target
+        # does not respond (exception 0x0B), which tells a collector its unit id is wrong.
+        devices.append(SimDevice(
+            id=0, simdata=[SimData(0, count=65536, values=0, datatype=DataType.REGISTERS,
+                                   readonly=True)],
+            action=_no_such_unit))
         server = ModbusTcpServer(devices, address=(self.host, self._port))
         try:
             await server.serve_forever(background=True)
@@ -126,3 +132,9 @@ class ModbusServer:
 
         return copy_block
 
+
+
+async def _no_such_unit(function_code: int, start_address: int, address: int, count: int,
+                        current_registers: list[int],
+                        set_values: list[int] | list[bool] | None) -> ExcCodes | None:
+    return ExcCodes.GATEWAY_NO_RESPONSE

@@ -76,13 +76,10 @@ class _ProcessValue:
 
     def __init__(self, signal: SignalDef, rng: random.Random) -> None:
         low, high = signal.low_limit, signal.high_limit
-        if low is None and high is None:
-            low, high = 0.0, _UNLIMITED_SPAN
-        elif low is None:
-            low = high - _UNLIMITED_SPAN  # type: ignore[operator]
-        elif high is None:
+        if low is None:
+            low = 0.0 if high is None else high - _UNLIMITED_SPAN
+        if high is None:
             high = low + _UNLIMITED_SPAN
-        assert low is not None and high is not None
         self.code = signal.code
         self.is_speed = signal.code.endswith(".speed")
         self.span = high - low

@@ -31,7 +31,11 @@ _MAX_LAG_SECONDS = 1.0
 
 
 class Simulator:
-    """The sample line, live: `async with Simulator(plant) as simulator: ...`."""
+    """A plant's machines, live: `async with Simulator(plant) as simulator: ...`.
+
+    `history` (with record=True) lists every value served, as (signal, UTC time, value):
+    on Modbus always, on OPC UA while its server runs.
+    """
 
     def __init__(self, plant: PlantDefinition, seed: int = 0, speed: float = 1.0,
                  opcua_port: int | None = 4840, modbus_port: int | None = 5020,

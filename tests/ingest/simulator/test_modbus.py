@@ -65,7 +65,7 @@ def test_units_serve_state_counters_and_floats_in_either_word_order(
     asyncio.run(scenario())
 
 
-def test_reading_past_the_block_is_an_illegal_address(plant: PlantDefinition) -> None:
+def test_reading_past_the_block_or_an_unknown_unit_is_refused(plant: PlantDefinition) -> None:
     async def scenario() -> None:
         async with Simulator(plant, opcua_port=None, modbus_port=0) as simulator:
             client = AsyncModbusTcpClient("127.0.0.1", port=simulator.modbus_port or 0)
@@ -80,6 +80,10 @@ def test_reading_past_the_block_is_an_illegal_address(plant: PlantDefinition) ->
                 response = await client.read_input_registers(count, count=1, device_id=8)
                 assert isinstance(response, ExceptionResponse)
                 assert response.exception_code == 2
+                # A unit id the plant does not have: "gateway target did not respond".
+                response = await client.read_holding_registers(0, count=1, device_id=9)
+                assert isinstance(response, ExceptionResponse)
+                assert response.exception_code == 0x0B
                 # The block is status, like a PLC's: clients cannot write it.
                 refused = await client.write_register(0, 7, device_id=1)
                 assert refused.isError()

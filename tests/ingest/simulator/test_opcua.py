@@ -11,6 +11,7 @@ from asyncua.client.client import Client
 from asyncua.common.node import Node
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaStatusCodeError
+from pymodbus.client import AsyncModbusTcpClient
 
 from ingest.simulator.opcua_server import NAMESPACE_URI
 from ingest.simulator.runner import Simulator
@@ -119,6 +120,17 @@ def test_opcua_restarts_on_the_same_port_while_modbus_goes_on(
             with pytest.raises(OSError):
                 async with Client(endpoint, timeout=1):
                     pass
+            # The line and the Modbus server do not notice the OPC UA server going down.
+            down_at = simulator.model.time
+            modbus = AsyncModbusTcpClient("127.0.0.1", port=simulator.modbus_port or 0)
+            await modbus.connect()
+            try:
+                first = (await modbus.read_holding_registers(6, count=2, device_id=1)).registers
+                await asyncio.sleep(0.1)
+                second = (await modbus.read_holding_registers(6, count=2, device_id=1)).registers
+            finally:
+                modbus.close()
+            assert first != second and simulator.model.time > down_at
             await simulator.start_opcua()
             assert simulator.opcua_endpoint == endpoint
             async with Client(endpoint) as client:
