@@ -18,6 +18,7 @@ import time
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from ingest.aio import raise_if_cancelled
 from ingest.conditioning import Quality, Reading
 from ingest.health import Health
 from ingest.tagmap import RegisterField, RegisterRead, ResolvedModbus
@@ -68,6 +69,7 @@ class ModbusCollector:
         try:
             while True:
                 await self.poll_once()
+                raise_if_cancelled()
                 next_poll += interval
                 delay = next_poll - time.monotonic()
                 if delay < 0:  # slower than the interval: skip the polls already missed
@@ -93,7 +95,11 @@ class ModbusCollector:
         client = AsyncModbusTcpClient(device.host, port=device.port, timeout=self.timeout,
                                       retries=0, reconnect_delay=0)
         self._client = client
-        if not await asyncio.wait_for(client.connect(), self.timeout):
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # arrives as the awaited call completes, and the collector would never stop.
+        async with asyncio.timeout(self.timeout):
+            connected = await client.connect()
+        if not connected:
             raise ConnectionError(f"cannot connect to {device.host}:{device.port}")
         return client
 
@@ -109,8 +115,8 @@ class ModbusCollector:
             self.requests += 1
             call = (client.read_holding_registers if read.function == "holding"
                     else client.read_input_registers)
-            response = await asyncio.wait_for(
-                call(read.start, count=read.count, device_id=device.unit), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                response = await call(read.start, count=read.count, device_id=device.unit)
         except TimeoutError:
             self._close()  # a late answer must not be taken for the next request's
             return self._failed(index, read, Quality.TIMEOUT,

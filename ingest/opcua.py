@@ -20,6 +20,7 @@ from asyncua.common.subscription import Subscription
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
 
+from ingest.aio import raise_if_cancelled
 from ingest.conditioning import Quality, Reading
 from ingest.health import Health
 from ingest.tagmap import Binding, PlantSignal, ResolvedOpcUa
@@ -141,6 +142,7 @@ class OpcUaCollector:
                 else:
                     log.warning("%s: cannot connect to %s (%s)", self.name,
                                 self.source.source.endpoint, reason)
+            raise_if_cancelled()
             if self.connected.is_set():
                 self.connected.clear()
                 self._mark_gap()

@@ -372,6 +372,13 @@ def _resolve_modbus(device: ModbusDevice, signals: Mapping[str, PlantSignal],
         if entry.reason_address is not None and signal.kind != "state":
             problems.append(f"{where}: reason_address belongs to a state signal, and "
                             f"{signal.code!r} is a {signal.kind} signal")
+        elif (entry.reason_address is not None
+              and entry.reason_address not in (entry.address - 1, entry.address + width)
+              and entry.reason_address not in range(entry.address, entry.address + width)):
+            # The state and its reason must come from one request to belong together.
+            problems.append(f"{where}: reason_address {entry.reason_address} must be the "
+                            f"register right before or after the state "
+                            f"({entry.address - 1} or {entry.address + width})")
         binding = Binding(signal, device.name, f"{entry.function}:{entry.address}",
                           _deadband(entry, signal), 2 ** (16 * width))
         bindings.append(binding)

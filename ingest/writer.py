@@ -136,7 +136,8 @@ class Writer:
                 if timeout <= 0:
                     break
                 try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout)
+                    async with asyncio.timeout(timeout):
+                        item = await self._queue.get()
                 except TimeoutError:
                     break
             if item is None:

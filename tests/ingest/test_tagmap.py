@@ -234,42 +234,45 @@ def test_reads_split_at_gaps_functions_and_the_request_limit(
     assert all(r.count <= MAX_REGISTERS_PER_READ for r in device.reads)
 
 
-@pytest.mark.xfail(strict=True, reason="a reason_address far from its state register is "
-                   "planned as one read spanning both: more than 125 registers, gap included")
-def test_a_distant_reason_register_stays_within_one_request(
-        tmp_path: Path, signals: dict[str, PlantSignal]) -> None:
-    text = """
+@pytest.mark.parametrize("reason_address", [10, 200])
+def test_a_reason_register_apart_from_its_state_is_refused(
+        tmp_path: Path, signals: dict[str, PlantSignal], reason_address: int) -> None:
+    # Read apart, a state and its reason could come from different moments; read together,
+    # the request would cover unmapped registers (or more than 125 of them).
+    at = reason_address
+    text = f"""
         [[modbus]]
         name = "PRESS-1"
         host = "10.0.0.11"
         registers = [
-          { signal = "PRESS-1.state", address = 0, type = "uint16", reason_address = 200 },
+          {{ signal = "PRESS-1.state", address = 5, type = "uint16", reason_address = {at} }},
         ]
         """
-    try:
-        tag_map = _read(tmp_path, text, signals)
-    except TagMapError:
-        return  # refusing such a layout with a problem would be as good
-    [device] = tag_map.modbus
-    assert all(r.count <= MAX_REGISTERS_PER_READ for r in device.reads), [
-        (r.start, r.count) for r in device.reads]
+    with pytest.raises(TagMapError) as refused:
+        _read(tmp_path, text, signals)
+    [problem] = refused.value.problems
+    assert "modbus[PRESS-1].registers[PRESS-1.state]" in problem
+    assert f"reason_address {reason_address} must be the register right before or after " \
+           "the state (4 or 6)" in problem
 
 
-@pytest.mark.xfail(strict=True, reason="a reason_address apart from its state register makes "
-                   "the read cover the unmapped registers between them")
-def test_a_reason_register_apart_from_its_state_reads_no_unmapped_register(
-        tmp_path: Path, signals: dict[str, PlantSignal]) -> None:
-    tag_map = _read(tmp_path, """
+@pytest.mark.parametrize("reason_address", [4, 6])
+def test_a_reason_register_next_to_its_state_is_read_with_it(
+        tmp_path: Path, signals: dict[str, PlantSignal], reason_address: int) -> None:
+    at = reason_address
+    [device] = _read(tmp_path, f"""
         [[modbus]]
         name = "PRESS-1"
         host = "10.0.0.11"
         registers = [
-          { signal = "PRESS-1.state", address = 0, type = "uint16", reason_address = 10 },
+          {{ signal = "PRESS-1.state", address = 5, type = "uint16", reason_address = {at} }},
         ]
-        """, signals)
-    [device] = tag_map.modbus
-    read_registers = {a for r in device.reads for a in range(r.start, r.start + r.count)}
-    assert read_registers == {0, 10}
+        """, signals).modbus
+    [read] = device.reads
+    assert (read.start, read.count) == (min(5, reason_address), 2)
+    [field] = read.fields
+    assert field.reason_offset == reason_address - read.start
+    assert field.offset == 5 - read.start
 
 
 # --- refusals ------------------------------------------------------------------------
@@ -357,10 +360,10 @@ REFUSALS: dict[str, Refusal] = {
         ((f"{REGS}[PRESS-1.state]", "holding register 3 is already used by PRESS-1.good "
                                     "at 2"),)),
     "reason address overlaps a value": Refusal(
-        modbus('{ signal = "PRESS-1.state", address = 0, type = "uint16", reason_address = 3 }',
+        modbus('{ signal = "PRESS-1.state", address = 1, type = "uint16", reason_address = 2 }',
                GOOD),
-        ((f"{REGS}[PRESS-1.good]", "holding register 3 is already used by the reason of "
-                                   "PRESS-1.state at 3"),)),
+        ((f"{REGS}[PRESS-1.good]", "holding register 2 is already used by the reason of "
+                                   "PRESS-1.state at 2"),)),
     "reason address is the state register": Refusal(
         modbus('{ signal = "PRESS-1.state", address = 0, type = "uint16", reason_address = 0 }'),
         ((f"{REGS}[PRESS-1.state]", "holding register 0 is already used"),)),

@@ -1,0 +1,121 @@
+"""Shared pieces of the collector tests: a plant in the test database, a running collection,
+and what the database holds afterwards, in the shape the simulator's history has."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any, ParamSpec
+
+import psycopg
+
+from ingest.collect import Collection, CollectorFiles, build, run
+from ingest.simulator.runner import ServedValue
+from ingest.store import load_signal_map
+from ingest.tagmap import PlantSignal, TagMap, read_tag_map
+from mes.db import session_factory
+from tests.conftest import SAMPLE_PLANT
+from transactional.plant import load_plant
+from transactional.plant_file import PlantDefinition, read_plant_file
+
+P = ParamSpec("P")
+
+
+def in_event_loop(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
+    """Run an async test in its own event loop (pytest calls it like a plain test)."""
+
+    @functools.wraps(test)
+    def run_test(*args: P.args, **kwargs: P.kwargs) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run_test
+
+
+def load_sample_plant(url: str) -> tuple[PlantDefinition, dict[str, PlantSignal]]:
+    plant = read_plant_file(SAMPLE_PLANT)
+    with session_factory(url)() as session, session.begin():
+        load_plant(session, plant)
+    with psycopg.connect(url) as conn:
+        return plant, load_signal_map(conn)
+
+
+def tag_map_from(text: str, tmp_path: Path, signals: dict[str, PlantSignal],
+                 name: str = "tags.toml") -> TagMap:
+    path = tmp_path / name
+    path.write_text(text)
+    return read_tag_map(path, signals)
+
+
+async def eventually(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout} s still not: {what}")
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def collecting(tag_map: TagMap, url: str, directory: Path,
+                     **options: float) -> AsyncIterator[Collection]:
+    """A collection running in the background; leaving the block stops it cleanly."""
+    files = CollectorFiles(directory)
+    collection = build(tag_map, url, files, spool_max_bytes=int(options.pop("spool", 1 << 28)),
+                       flush_seconds=options.pop("flush_seconds", 0.05))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(collection, stop, files, status_seconds=0.2))
+    try:
+        yield collection
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def stored_process_values(url: str) -> dict[str, list[tuple[dt.datetime, float | None, int]]]:
+    """signal code -> [(ts, value, quality)] in time order."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT s.code, p.ts, p.value, p.quality FROM ts.process_value p "
+            "JOIN mes.signal s ON s.id = p.signal_id ORDER BY s.code, p.ts").fetchall()
+    stored: dict[str, list[tuple[dt.datetime, float | None, int]]] = defaultdict(list)
+    for code, ts, value, quality in rows:
+        stored[code].append((ts, value, quality))
+    return stored
+
+
+def stored_states(url: str) -> dict[str, list[tuple[dt.datetime, int, int | None]]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT e.code, s.ts, s.state, s.reason_code FROM ts.equipment_state s "
+            "JOIN mes.equipment e ON e.id = s.equipment_id ORDER BY e.code, s.ts").fetchall()
+    stored: dict[str, list[tuple[dt.datetime, int, int | None]]] = defaultdict(list)
+    for code, ts, state, reason in rows:
+        stored[code].append((ts, state, reason))
+    return stored
+
+
+def stored_counts(url: str) -> dict[str, tuple[int, int]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT e.code, sum(c.good), sum(c.reject) FROM ts.production_count c "
+            "JOIN mes.equipment e ON e.id = c.equipment_id GROUP BY e.code").fetchall()
+    return {code: (int(good), int(reject)) for code, good, reject in rows}
+
+
+def served_by_signal(history: list[ServedValue]) -> dict[str, list[tuple[dt.datetime, float]]]:
+    served: dict[str, list[tuple[dt.datetime, float]]] = defaultdict(list)
+    for code, when, value in history:
+        served[code].append((when, value))
+    return served
+
+
+def last_served(history: list[ServedValue], code: str, before: dt.datetime | None = None
+                ) -> int | float:
+    values = [value for c, when, value in history
+              if c == code and (before is None or when <= before)]
+    return values[-1]
