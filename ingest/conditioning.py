@@ -65,24 +65,22 @@ class Rows:
 
 @dataclass
 class CarryOver:
-    """What conditioning must remember across a collector restart.
+    """What conditioning must remember across a collector restart: counter baselines.
 
-    Counter baselines let the first reading after a restart count the parts made while
-    the collector was down, instead of starting the count afresh.
+    They let the first reading after a restart count the parts made while the collector
+    was down, instead of starting the count afresh. Machine states are not carried over:
+    the first state after a restart is stored again, so a state change the crash may have
+    kept from the database cannot be hidden by a remembered one.
     """
 
-    counters: dict[int, int] = field(default_factory=dict)          # signal id -> raw value
-    states: dict[int, tuple[int, int | None]] = field(default_factory=dict)  # equipment id
+    counters: dict[int, int] = field(default_factory=dict)  # signal id -> raw value
 
     def to_json(self) -> dict[str, Any]:
-        return {"counters": {str(k): v for k, v in self.counters.items()},
-                "states": {str(k): list(v) for k, v in self.states.items()}}
+        return {"counters": {str(k): v for k, v in self.counters.items()}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CarryOver:
-        return cls(counters={int(k): int(v) for k, v in data.get("counters", {}).items()},
-                   states={int(k): (int(v[0]), None if v[1] is None else int(v[1]))
-                           for k, v in data.get("states", {}).items()})
+        return cls(counters={int(k): int(v) for k, v in data.get("counters", {}).items()})
 
 
 class Conditioner:
@@ -91,16 +89,16 @@ class Conditioner:
     def __init__(self, carry_over: CarryOver | None = None) -> None:
         carry = carry_over or CarryOver()
         self._counters = dict(carry.counters)
-        self._states = dict(carry.states)
+        self._states: dict[int, tuple[int, int | None]] = {}  # equipment id -> state, reason
         self._last_value: dict[int, tuple[float | None, int]] = {}
-        self._reasons: dict[int, int | None] = {eid: s[1] for eid, s in self._states.items()}
+        self._reasons: dict[int, int | None] = {}
         # Equipment rows are keyed by (equipment, ts): a second row at the same instant
         # would be refused, so later rows move forward by a microsecond.
         self._last_state_ts: dict[int, dt.datetime] = {}
         self._last_count_ts: dict[int, dt.datetime] = {}
 
     def carry_over(self) -> CarryOver:
-        return CarryOver(counters=dict(self._counters), states=dict(self._states))
+        return CarryOver(counters=dict(self._counters))
 
     def condition(self, readings: list[Reading], rows: Rows) -> None:
         counts: dict[tuple[int, dt.datetime], list[int]] = {}

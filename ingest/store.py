@@ -7,7 +7,7 @@ temporary tables and `INSERT ... ON CONFLICT DO NOTHING`, so it is stored exactl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import psycopg
@@ -54,12 +54,14 @@ def _copy(cur: psycopg.Cursor[Any], target: sql.Composable, table: str,
 
 
 def write_rows(conn: psycopg.Connection[Any], rows: Rows,
-               process_values: Iterator[ProcessValueRow] | None = None) -> None:
+               process_values: Iterator[ProcessValueRow] | None = None,
+               before_commit: Callable[[], None] | None = None) -> None:
     """Store a batch in one transaction; fall back to deduplication if any row is there.
 
     `process_values`, when given, yields the batch's process values while they are being
     made (each also lands in `rows`), so the server stores the first rows while the rest
-    are still being conditioned. It is run to its end whatever happens.
+    are still being conditioned. It is run to its end whatever happens. `before_commit`
+    runs once every row is sent, just before the commit.
     """
     try:
         with conn.transaction(), conn.cursor() as cur:
@@ -71,9 +73,11 @@ def write_rows(conn: psycopg.Connection[Any], rows: Rows,
                                  ("production_count", rows.production_count)):
                 if batch:
                     _copy(cur, _TARGET[table], table, batch)
+            if before_commit is not None:
+                before_commit()
     except psycopg.errors.UniqueViolation:
         _finish(process_values)
-        write_rows_once(conn, rows)
+        write_rows_once(conn, rows, before_commit)
     finally:
         _finish(process_values)
 
@@ -84,7 +88,8 @@ def _finish(stream: Iterator[Any] | None) -> None:
             pass
 
 
-def write_rows_once(conn: psycopg.Connection[Any], rows: Rows) -> None:
+def write_rows_once(conn: psycopg.Connection[Any], rows: Rows,
+                    before_commit: Callable[[], None] | None = None) -> None:
     """Store a batch in one transaction, skipping rows already stored."""
     with conn.transaction(), conn.cursor() as cur:
         for table, batch in (("process_value", rows.process_value),
@@ -102,3 +107,5 @@ def write_rows_once(conn: psycopg.Connection[Any], rows: Rows) -> None:
                 "INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "
                 "ON CONFLICT DO NOTHING").format(
                     target=_TARGET[table], columns=columns, staging=staging))
+        if before_commit is not None:
+            before_commit()

@@ -159,7 +159,7 @@ class Writer:
                 try:
                     self._replay()
                     if readings:
-                        write_rows(self._connection(), rows, stream)
+                        write_rows(self._connection(), rows, stream, self._save_carry)
                         self.health.rows_written += len(rows)
                     self._reachable()
                     if rows:
@@ -173,11 +173,11 @@ class Writer:
                     return
             for _ in stream:
                 pass
+            self._save_carry()
             if rows:
                 self._to_spool(rows)
         finally:
             self.health.samples_filtered += len(readings) - len(rows)
-            self._save_carry(self._conditioner.carry_over())
             self._sync_spool_health()
 
     def _conditioned(self, readings: list[Reading], rows: Rows) -> Iterator[ProcessValueRow]:
@@ -247,8 +247,10 @@ class Writer:
             finally:
                 self._conn = None
 
-    def _save_carry(self, carry: CarryOver) -> None:
-        data = carry.to_json()
+    def _save_carry(self) -> None:
+        # Saved before the batch is durable: a crash in between loses that batch's parts
+        # (the last unflushed interval) but never counts them twice.
+        data = self._conditioner.carry_over().to_json()
         if self._carry_path is None or data == self._saved_carry:
             return
         temporary = self._carry_path.with_suffix(".tmp")
