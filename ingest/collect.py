@@ -125,6 +125,9 @@ async def run(collection: Collection, stop: asyncio.Event, files: CollectorFiles
         await writer.close()
         await writing
         reporting.cancel()
+    collection.health.running = False
+    for name in collection.health.sources:
+        collection.health.sources[name] = "stopped"
     if files is not None:
         write_status(files.status, collection.health, None)
 

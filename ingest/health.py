@@ -30,6 +30,7 @@ class Health:
     last_flush_seconds: float | None = None
     last_flush_rows: int = 0
     database: str = "unknown"     # connected | unreachable
+    running: bool = True          # False once the collector has stopped and flushed
     sources: dict[str, str] = field(default_factory=dict)  # source name -> state
 
     def snapshot(self) -> dict[str, Any]:
@@ -58,9 +59,13 @@ def describe_status(data: dict[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
     age = now - float(data["at"])
     flush = data.get("last_flush_seconds")
+    if not data.get("running", True):
+        header = f"collector pid {data['pid']} stopped {age:.1f} s ago; its last figures:"
+    else:
+        header = (f"collector pid {data['pid']}, status written {age:.1f} s ago"
+                  + ("  (STALE: is `mes collect` still running?)" if age > 5 else ""))
     lines = [
-        f"collector pid {data['pid']}, status written {age:.1f} s ago"
-        + ("  (STALE: is `mes collect` running?)" if age > 5 else ""),
+        header,
         f"  received {data.get('received_per_second', 0):>10} samples/s   "
         f"written {data.get('written_per_second', 0):>10} rows/s",
         f"  total received {data['samples_received']}, written {data['rows_written']}, "

@@ -1,0 +1,155 @@
+"""`mes collect` as a process: a clean stop flushes everything, a crash is recovered from
+the spool on the next start, and a bad tag map stops it before it collects anything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from ingest.simulator.runner import Simulator
+from ingest.simulator.tagmap import simulator_tag_map
+from ingest.spool import Spool
+from mes.cli import app
+from tests.ingest.collecting import eventually, in_event_loop, load_sample_plant
+
+pytestmark = pytest.mark.slow
+
+MES = str(Path(sys.executable).parent / "mes")
+
+
+def _dead_url(url: str) -> str:
+    """The same database on a port nothing listens on: an unreachable server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return re.sub(r":\d+/", f":{port}/", url, count=1)
+
+
+async def _start(tag_map: Path, directory: Path, url: str) -> asyncio.subprocess.Process:
+    env = {**os.environ, "MES_DATABASE_URL": url}
+    return await asyncio.create_subprocess_exec(
+        MES, "collect", "--tag-map", str(tag_map), "--dir", str(directory), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+def _status(directory: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads((directory / "status.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data
+
+
+async def _finish(process: asyncio.subprocess.Process, how: signal.Signals) -> str:
+    process.send_signal(how)
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    return stderr.decode()
+
+
+@in_event_loop
+async def test_clean_stop_flushes_everything_and_a_crash_is_recovered_from_the_spool(
+        db_url: str, tmp_path: Path) -> None:
+    plant, _ = load_sample_plant(db_url)
+    directory = tmp_path / "collect"
+    async with Simulator(plant, seed=2, speed=5, opcua_port=0, modbus_port=None) as simulator:
+        assert simulator.opcua_port is not None
+        tag_map = tmp_path / "tags.toml"
+        tag_map.write_text(simulator_tag_map(plant, opcua_port=simulator.opcua_port,
+                                             protocols=("opcua",)))
+
+        # 1. Collect, then SIGTERM: everything received is stored before the exit.
+        process = await _start(tag_map, directory, db_url)
+        await eventually(lambda: _status(directory).get("rows_written", 0) > 500, 30,
+                         "rows written")
+        log = await _finish(process, signal.SIGTERM)
+        assert process.returncode == 0, log
+        final = _status(directory)
+        assert final["queue_depth"] == 0 and final["spool_rows"] == 0
+        assert final["samples_dropped"] == 0
+        assert final["samples_received"] == final["rows_written"] + final["samples_filtered"]
+        with psycopg.connect(db_url) as conn:
+            stored = conn.execute("SELECT count(*) FROM ts.process_value").fetchone()
+        assert stored is not None
+        assert stored[0] + _counted_rows(db_url) == final["rows_written"]
+        shown = CliRunner().invoke(app, ["collect", "status", "--dir", str(directory)])
+        assert shown.exit_code == 0
+        assert f"written {final['rows_written']}, filtered {final['samples_filtered']}" in (
+            shown.output)
+        assert "stopped" in shown.output.splitlines()[0]
+        assert "database: connected" in shown.output
+        assert "source simulator-opcua: stopped" in shown.output
+
+        # 2. The database is unreachable: the tag map is checked against the saved signal
+        #    map, batches go to the spool; then the collector is killed.
+        process = await _start(tag_map, directory, _dead_url(db_url))
+        await eventually(lambda: _status(directory).get("spool_rows", 0) > 500, 30,
+                         "rows spooled")
+        log = await _finish(process, signal.SIGKILL)
+        assert "checking the tag map against the signal map saved" in log
+        spool = Spool(directory / "spool", 1 << 30)
+        spooled = [batch.rows for batch in spool.batches_in_order()]
+        spooled_rows = sum(len(rows) for rows in spooled)
+        assert spooled_rows == spool.rows > 500
+
+        # 3. The next start with the database back says what it recovered and stores it.
+        process = await _start(tag_map, directory, db_url)
+        await eventually(lambda: _status(directory).get("rows_recovered", 0) >= spooled_rows
+                         and _status(directory).get("spool_rows") == 0, 30, "spool replayed")
+        log = await _finish(process, signal.SIGTERM)
+        assert process.returncode == 0, log
+        assert (f"{spooled_rows} rows in {len(spooled)} batches recovered from the spool"
+                in log)
+    with psycopg.connect(db_url) as conn:
+        stored_keys = set(conn.execute("SELECT signal_id, ts FROM ts.process_value").fetchall())
+    missing = [(row[1], row[0]) for rows in spooled for row in rows.process_value
+               if (row[1], row[0]) not in stored_keys]
+    assert missing == []
+
+
+def _counted_rows(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT (SELECT count(*) FROM ts.equipment_state) "
+                           "+ (SELECT count(*) FROM ts.production_count)").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_bad_tag_map_stops_mes_collect_before_it_starts(use_database: str,
+                                                           tmp_path: Path) -> None:
+    load_sample_plant(use_database)
+    tag_map = tmp_path / "tags.toml"
+    tag_map.write_text("""
+[[modbus]]
+name = "press"
+host = "127.0.0.1"
+registers = [
+  { signal = "PRESS-9.temperature", address = 0, type = "float32" },
+  { signal = "PRESS-1.good", address = 2, type = "float32" },
+]
+""")
+    result = CliRunner().invoke(app, ["collect", "--tag-map", str(tag_map),
+                                      "--dir", str(tmp_path / "collect")])
+    assert result.exit_code == 1
+    assert "tag map rejected, the collector did not start" in result.output
+    assert "unknown signal 'PRESS-9.temperature'" in result.output
+    assert "'PRESS-1.good' is a counter; read it as uint16 or uint32, not float32" in (
+        result.output)
+    assert not (tmp_path / "collect" / "status.json").exists()
+
+
+def test_collect_status_without_a_status_file_says_so(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(app, ["collect", "status", "--dir", str(tmp_path)])
+    assert missing.exit_code == 1
+    assert "no status in" in missing.output
