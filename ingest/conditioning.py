@@ -9,6 +9,8 @@ and restored. Writing rows is the writer's job.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import math
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, NamedTuple
@@ -16,6 +18,9 @@ from typing import Any, NamedTuple
 from ingest.tagmap import Binding
 
 _STEP = dt.timedelta(microseconds=1)
+_INT4_MAX = 2**31 - 1
+
+log = logging.getLogger("mes.ingest.conditioning")
 
 
 class Quality(IntEnum):
@@ -96,6 +101,18 @@ class Conditioner:
         # would be refused, so later rows move forward by a microsecond.
         self._last_state_ts: dict[int, dt.datetime] = {}
         self._last_count_ts: dict[int, dt.datetime] = {}
+        self.refused = 0  # readings that cannot be stored: not a state code, counter...
+        self._refused_signals: set[str] = set()
+
+    def _refuse(self, reading: Reading, why: str) -> None:
+        # Stored, such a value would be wrapped into the integer column: refuse it, and
+        # say so once per signal rather than on every poll.
+        self.refused += 1
+        code = reading.binding.signal.code
+        if code not in self._refused_signals:
+            self._refused_signals.add(code)
+            log.warning("%s: value %r from %s %s is refused: it %s", code, reading.value,
+                        reading.binding.source, reading.binding.address, why)
 
     def carry_over(self) -> CarryOver:
         return CarryOver(counters=dict(self._counters))
@@ -120,6 +137,8 @@ class Conditioner:
     def _process_value(self, reading: Reading, out: list[ProcessValueRow]) -> None:
         signal = reading.binding.signal
         value, quality = reading.value, reading.quality
+        if value is not None and not math.isfinite(value):
+            value, quality = None, Quality.BAD  # NaN or infinity is no measurement
         if value is not None and quality == Quality.GOOD and (
                 (signal.low_limit is not None and value < signal.low_limit)
                 or (signal.high_limit is not None and value > signal.high_limit)):
@@ -137,8 +156,12 @@ class Conditioner:
         if reading.quality != Quality.GOOD:
             return  # an unknown state is not a state; the gap shows on the process values
         equipment_id = reading.binding.signal.equipment_id
+        if reading.value is not None and not _fits(reading.value):
+            self._refuse(reading, "is not a state code (0 to 2147483647)")
+            return
+        reason = reading.reason if reading.reason is None or _fits(reading.reason) else None
         if reading.reason is not None or reading.value is None:
-            self._reasons[equipment_id] = reading.reason
+            self._reasons[equipment_id] = reason
         last = self._states.get(equipment_id)
         if reading.value is None:
             if last is None:
@@ -161,14 +184,26 @@ class Conditioner:
         if reading.quality != Quality.GOOD or reading.value is None:
             return
         binding = reading.binding
+        if (reading.value != int(reading.value)
+                or not 0 <= reading.value < binding.counter_modulus):
+            self._refuse(reading, f"is not a counter reading (0 to {binding.counter_modulus - 1})")
+            return
         raw = int(reading.value)
         baseline = self._counters.get(binding.signal.signal_id)
         self._counters[binding.signal.signal_id] = raw
         if baseline is None or raw == baseline:
             return
         increment = counter_increment(baseline, raw, binding.counter_modulus)
+        if increment > _INT4_MAX:
+            self._refuse(reading, f"jumps by {increment} parts from {baseline}; counting "
+                                  "starts again from this reading")
+            return
         slot = counts.setdefault((binding.signal.equipment_id, reading.ts), [0, 0])
         slot[0 if binding.signal.kind == "good_count" else 1] += increment
+
+
+def _fits(value: float) -> bool:
+    return value == int(value) and 0 <= value <= _INT4_MAX
 
 
 def counter_increment(previous: int, current: int, modulus: int) -> int:

@@ -21,7 +21,8 @@ class Health:
     samples_received: int = 0
     rows_written: int = 0
     samples_filtered: int = 0     # dropped on purpose: unchanged state, inside the deadband
-    samples_dropped: int = 0      # lost: queue overflow or full spool; should stay 0
+    samples_dropped: int = 0      # lost: queue overflow, full spool, batch refused; keep at 0
+    samples_refused: int = 0      # values that are no state code or counter reading
     rows_spooled: int = 0
     rows_recovered: int = 0       # replayed from the spool into the database
     queue_depth: int = 0          # readings waiting for the writer
@@ -69,7 +70,8 @@ def describe_status(data: dict[str, Any], now: float | None = None) -> str:
         f"  received {data.get('received_per_second', 0):>10} samples/s   "
         f"written {data.get('written_per_second', 0):>10} rows/s",
         f"  total received {data['samples_received']}, written {data['rows_written']}, "
-        f"filtered {data['samples_filtered']}, dropped {data['samples_dropped']}",
+        f"filtered {data['samples_filtered']}, refused {data.get('samples_refused', 0)}, "
+        f"dropped {data['samples_dropped']}",
         f"  queue depth {data['queue_depth']}, spool {data['spool_rows']} rows "
         f"({data['spool_bytes']} bytes), recovered {data['rows_recovered']} rows",
         "  last flush " + (f"{flush * 1000:.1f} ms for {data['last_flush_rows']} rows"

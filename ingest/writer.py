@@ -177,7 +177,9 @@ class Writer:
             if rows:
                 self._to_spool(rows)
         finally:
-            self.health.samples_filtered += len(readings) - len(rows)
+            refused = self._conditioner.refused - self.health.samples_refused
+            self.health.samples_refused += refused
+            self.health.samples_filtered += len(readings) - len(rows) - refused
             self._sync_spool_health()
 
     def _conditioned(self, readings: list[Reading], rows: Rows) -> Iterator[ProcessValueRow]:

@@ -158,6 +158,20 @@ def test_a_value_outside_the_limits_is_flagged_and_kept(
     assert len(rows) == 1
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_value_that_is_no_number_is_kept_as_bad_without_a_value(value: float) -> None:
+    rows = condition(Conditioner(), Reading(temperature(), at(0), value))
+    assert rows.process_value == [(at(0), 4, None, Quality.BAD)]
+
+
+@pytest.mark.parametrize("state", [-1, 2**31, 2.5])
+def test_a_state_that_is_no_state_code_is_refused_and_counted(state: float) -> None:
+    conditioner = Conditioner()
+    assert states(conditioner, Reading(STATE, at(0), state)) == []
+    assert conditioner.refused == 1
+    assert states(conditioner, Reading(STATE, at(1), 3)) == [(at(1), PRESS, 3, None)]
+
+
 def test_the_deadband_keeps_only_changes_beyond_it_from_the_last_kept_value() -> None:
     conditioner = Conditioner()
     binding = temperature(deadband=0.5)

@@ -1,0 +1,149 @@
+"""The writer and its store against the real database: batches land once, a replayed batch
+that was already stored (its commit acknowledgement lost) is not stored twice, and a batch
+the database refuses is set aside without blocking the ones behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+
+import psycopg
+
+from ingest.conditioning import Quality, Reading, Rows
+from ingest.spool import Spool
+from ingest.store import write_rows, write_rows_once
+from ingest.tagmap import Binding, PlantSignal
+from ingest.writer import Writer
+from tests.ingest.collecting import in_event_loop
+
+T0 = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
+TEMPERATURE = Binding(PlantSignal(7, "M.temperature", "process_value", 3, "M", 0.0, 100.0),
+                      "plc", "holding:6")
+GOOD = Binding(PlantSignal(8, "M.good", "good_count", 3, "M"), "plc", "holding:2")
+STATE = Binding(PlantSignal(9, "M.state", "state", 3, "M"), "plc", "holding:0")
+
+
+def _rows(count: int, start: int = 0) -> Rows:
+    return Rows(process_value=[(T0 + dt.timedelta(seconds=i), 7, float(i), 0)
+                               for i in range(start, start + count)],
+                equipment_state=[(T0, 3, 1, None)],
+                production_count=[(T0, 3, 5, 1)])
+
+
+def _table_counts(url: str) -> tuple[int, int, int]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT (SELECT count(*) FROM ts.process_value), "
+                           "(SELECT count(*) FROM ts.equipment_state), "
+                           "(SELECT count(*) FROM ts.production_count)").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def test_a_batch_stored_again_is_stored_once(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        write_rows(conn, _rows(100))
+        # The same batch again, with 50 new rows: the copy fails on the first duplicate,
+        # the fallback skips what is there and keeps the rest.
+        write_rows(conn, _rows(150))
+        write_rows_once(conn, _rows(150))
+        total = conn.execute("SELECT count(*), sum(value) FROM ts.process_value").fetchone()
+    assert total == (150, sum(float(i) for i in range(150)))
+    assert _table_counts(db_url) == (150, 1, 1)
+
+
+@in_event_loop
+async def test_a_replayed_batch_already_in_the_database_is_not_stored_twice(
+        db_url: str, tmp_path: Path) -> None:
+    with psycopg.connect(db_url) as conn:
+        write_rows(conn, _rows(100))
+    # The batch was committed, but the writer never heard so and spooled it.
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    spool.append(_rows(100))
+    spool.append(_rows(20, start=100))
+    writer = Writer(db_url, spool)
+    assert writer.recovered_at_start == (102 + 22, 2)
+    running = asyncio.create_task(writer.run())
+    writer.submit([Reading(TEMPERATURE, T0 + dt.timedelta(seconds=500), 42.0)])
+    await writer.close()
+    await running
+    assert not spool
+    assert _table_counts(db_url) == (121, 1, 1)
+    assert writer.health.rows_recovered == 124
+
+
+@in_event_loop
+async def test_a_batch_the_database_refuses_is_set_aside_and_the_next_one_goes_in(
+        db_url: str, db_admin: psycopg.Connection[tuple[object, ...]], tmp_path: Path) -> None:
+    db_admin.execute("ALTER TABLE ts.process_value ADD CONSTRAINT no_999 CHECK (value <> 999)")
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    writer = Writer(db_url, spool, flush_seconds=0.01)
+    running = asyncio.create_task(writer.run())
+    writer.submit([Reading(TEMPERATURE, T0, 999.0), Reading(GOOD, T0, 5)])
+    await asyncio.sleep(0.3)
+    writer.submit([Reading(TEMPERATURE, T0, 20.5)])
+    await writer.close()
+    await running
+    [rejected] = list(tmp_path.glob("spool/rejected-*.json"))
+    assert json.loads(rejected.read_text())["process_value"][0][2] == 999.0
+    assert writer.health.samples_dropped == 1
+    assert _table_counts(db_url) == (1, 0, 0)
+    assert not spool
+
+
+@in_event_loop
+async def test_values_an_integer_column_cannot_hold_are_refused_not_wrapped(
+        db_url: str, tmp_path: Path) -> None:
+    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20))
+    running = asyncio.create_task(writer.run())
+    writer.submit([Reading(STATE, T0, 2**40), Reading(GOOD, T0, 10),
+                   Reading(GOOD, T0 + dt.timedelta(seconds=1), 2**31 + 20),
+                   Reading(GOOD, T0 + dt.timedelta(seconds=2), 2**31 + 25),
+                   Reading(STATE, T0 + dt.timedelta(seconds=3), 2)])
+    await writer.close()
+    await running
+    assert writer.health.samples_refused == 2
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT state FROM ts.equipment_state").fetchall() == [(2,)]
+        assert conn.execute("SELECT good FROM ts.production_count").fetchall() == [(5,)]
+
+
+@in_event_loop
+async def test_counts_continue_from_the_saved_baseline_after_a_restart(
+        db_url: str, tmp_path: Path) -> None:
+    carry = tmp_path / "carry_over.json"
+
+    async def run_once(*readings: Reading) -> None:
+        writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), carry_over_path=carry)
+        running = asyncio.create_task(writer.run())
+        writer.submit(list(readings))
+        await writer.close()
+        await running
+
+    await run_once(Reading(GOOD, T0, 1000), Reading(GOOD, T0 + dt.timedelta(seconds=1), 1004))
+    # 26 parts made while the collector was stopped.
+    await run_once(Reading(GOOD, T0 + dt.timedelta(seconds=60), 1030))
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT ts, good FROM ts.production_count ORDER BY ts").fetchall()
+    assert rows == [(T0 + dt.timedelta(seconds=1), 4), (T0 + dt.timedelta(seconds=60), 26)]
+
+
+@in_event_loop
+async def test_a_full_queue_drops_and_counts_instead_of_growing(
+        db_url: str, tmp_path: Path) -> None:
+    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), max_queued=10)
+    assert writer.submit([Reading(TEMPERATURE, T0, 1.0)] * 8)
+    assert not writer.submit([Reading(TEMPERATURE, T0, 2.0)] * 3)
+    assert writer.health.samples_dropped == 3
+    assert writer.health.queue_depth == 8
+    assert writer.health.samples_received == 11
+    running = asyncio.create_task(writer.run())
+    await writer.close()
+    await running
+    assert writer.health.queue_depth == 0
+    # Eight identical readings at one instant: one row (same signal, same time).
+    assert _table_counts(db_url) == (1, 0, 0)
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT quality FROM ts.process_value").fetchone() == (
+            Quality.GOOD,)
