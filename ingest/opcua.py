@@ -156,6 +156,9 @@ class OpcUaCollector:
     async def _session(self) -> None:
         source = self.source.source
         client = Client(source.endpoint, timeout=self.timeout)
+        # Ten minutes, what common servers (asyncua's own included) grant at most; asking
+        # for more only earns a warning in the log.
+        client.session_timeout = 600_000
         self._set_state("connecting")
         async with client:
             params = ua.CreateSubscriptionParameters()

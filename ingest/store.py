@@ -7,6 +7,7 @@ temporary tables and `INSERT ... ON CONFLICT DO NOTHING`, so it is stored exactl
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -109,3 +110,30 @@ def write_rows_once(conn: psycopg.Connection[Any], rows: Rows,
                     target=_TARGET[table], columns=columns, staging=staging))
         if before_commit is not None:
             before_commit()
+
+
+MACHINE_ACTIVITY = """
+SELECT e.code,
+       (SELECT sms.name FROM ts.equipment_state s
+          JOIN mes.state_model_state sms
+            ON sms.state_model_id = e.state_model_id AND sms.state_code = s.state
+         WHERE s.equipment_id = e.id ORDER BY s.ts DESC LIMIT 1) AS state,
+       (SELECT count(*) FROM ts.equipment_state s
+         WHERE s.equipment_id = e.id AND s.ts >= %(since)s) AS state_changes,
+       (SELECT coalesce(sum(c.good), 0) FROM ts.production_count c
+         WHERE c.equipment_id = e.id AND c.ts >= %(since)s) AS good,
+       (SELECT coalesce(sum(c.reject), 0) FROM ts.production_count c
+         WHERE c.equipment_id = e.id AND c.ts >= %(since)s) AS reject,
+       (SELECT count(*) FROM ts.process_value p JOIN mes.signal sg ON sg.id = p.signal_id
+         WHERE sg.equipment_id = e.id AND p.ts >= %(since)s) AS process_values
+FROM mes.equipment e
+WHERE e.level = 'work_unit'
+ORDER BY e.code
+"""
+
+
+def machine_activity(conn: psycopg.Connection[Any], since: dt.datetime,
+                     ) -> list[tuple[str, str | None, int, int, int, int]]:
+    """Per machine: its latest state, and state changes, parts and samples since `since`."""
+    return [(row[0], row[1], int(row[2]), int(row[3]), int(row[4]), int(row[5]))
+            for row in conn.execute(MACHINE_ACTIVITY, {"since": since}).fetchall()]

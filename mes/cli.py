@@ -263,17 +263,30 @@ def sample_plant() -> Path:
 
 @app.command("demo")
 @user_errors
-def demo() -> None:
-    """Set up the database, load the sample plant, and show what is there."""
+def demo(
+    seconds: Annotated[float, typer.Option(
+        min=0, help="how long the simulator and the collectors run (0: not at all)")] = 10,
+) -> None:
+    """Set up the database, load the sample plant, run the line simulator and both
+    collectors for a few seconds, and show what arrived."""
+    from mes.demo import live_demo
+
     url = _bring_up()
     path = sample_plant()
     report = _load(path)
     typer.echo(f"sample plant {path}: " + ("loaded" if report.changed else "already loaded"))
     db_status()
+    if seconds > 0:
+        typer.echo("")
+        asyncio.run(live_demo(read_plant_file(path), database_url(get_settings()),
+                              get_settings().collect_path / "demo", seconds, typer.echo))
     typer.echo(
         "\nWhere to look next:\n"
         f"  psql '{url}'\n"
         "  tables: mes.equipment, mes.signal, mes.shift, mes.downtime_reason; hypertables in ts\n"
+        "  .venv/bin/mes simulate --tag-map-out tags.toml   (serves the plant until Ctrl-C)\n"
+        "  .venv/bin/mes collect --tag-map tags.toml        (collects it; "
+        "`mes collect status` shows how)\n"
         "  .venv/bin/mes db status | .venv/bin/mes db retention --older-than 90d --dry-run\n"
         "  .venv/bin/mes db down   (stops the local database)"
     )

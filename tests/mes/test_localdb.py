@@ -94,17 +94,32 @@ def test_db_status_reports_what_is_there(db_url: str) -> None:
     assert "***" in result.output and "@127.0.0.1" in result.output  # password hidden
 
 
-def test_demo_migrates_loads_the_sample_plant_and_says_where_to_look(empty_db: str) -> None:
+def test_demo_migrates_loads_the_sample_plant_and_shows_data_arriving(
+        empty_db: str, tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["demo"], env={"MES_DATABASE_URL": empty_db})
+    env = {"MES_DATABASE_URL": empty_db, "MES_COLLECT_DIR": str(tmp_path)}
+    result = runner.invoke(app, ["demo", "--seconds", "3"], env=env)
     assert result.exit_code == 0, result.output
     assert "sample plant" in result.output and "loaded" in result.output
     assert "work_unit: 8" in result.output
     assert "psql" in result.output
     with engine(empty_db).connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM mes.signal")).scalar_one() == 48
+        # The simulator and both collectors ran: every machine sent data.
+        machines = conn.execute(text(
+            "SELECT count(DISTINCT s.equipment_id) FROM ts.process_value p "
+            "JOIN mes.signal s ON s.id = p.signal_id")).scalar_one()
+        opcua, modbus = conn.execute(text(
+            "SELECT count(*) FILTER (WHERE e.parent_id = l1.id), "
+            "       count(*) FILTER (WHERE e.parent_id <> l1.id) "
+            "FROM ts.equipment_state s JOIN mes.equipment e ON e.id = s.equipment_id, "
+            "     mes.equipment l1 WHERE l1.code = 'L1'")).one()
+    assert machines == 8
+    assert opcua >= 4 and modbus >= 4
+    table = result.output[result.output.index("machine    state now"):]
+    assert len([line for line in table.splitlines() if line.startswith(("PRESS", "PACK"))]) == 3
 
-    again = runner.invoke(app, ["demo"], env={"MES_DATABASE_URL": empty_db})
+    again = runner.invoke(app, ["demo", "--seconds", "0"], env=env)
     assert again.exit_code == 0, again.output
     assert "already loaded" in again.output
 
