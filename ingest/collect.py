@@ -22,7 +22,7 @@ from ingest.health import Health, write_status
 from ingest.modbus import ModbusCollector
 from ingest.opcua import OpcUaCollector
 from ingest.spool import Spool
-from ingest.store import load_signal_map
+from ingest.store import act_as, load_signal_map
 from ingest.tagmap import PlantSignal, TagMap, read_tag_map
 from ingest.writer import Writer
 
@@ -56,10 +56,22 @@ class CollectorFiles:
         return self.directory / "status.json"
 
 
-def plant_signals(url: str, files: CollectorFiles) -> dict[str, PlantSignal]:
-    """The plant's signals from the database, else from the copy kept at the last start."""
+def plant_signals(url: str, files: CollectorFiles,
+                  role: str | None = None) -> dict[str, PlantSignal]:
+    """The plant's signals from the database, else from the copy kept at the last start.
+
+    With `role`, they are read acting as that role, as the writer will write: a login that
+    may not act as it is refused here, before anything is collected.
+    """
     try:
         with psycopg.connect(url, connect_timeout=3) as conn:
+            try:
+                act_as(conn, role)
+            except psycopg.errors.InsufficientPrivilege:
+                user = conn.info.user
+                raise CollectError(
+                    f"the database login {user!r} may not act as {role!r}, which the "
+                    f"collector writes as: GRANT {role} TO {user}") from None
             signals = load_signal_map(conn)
     except psycopg.OperationalError as exc:
         if not files.signal_map.exists():
@@ -77,8 +89,9 @@ def plant_signals(url: str, files: CollectorFiles) -> dict[str, PlantSignal]:
     return signals
 
 
-def load_tag_map(path: Path, url: str, files: CollectorFiles) -> TagMap:
-    return read_tag_map(path, plant_signals(url, files))
+def load_tag_map(path: Path, url: str, files: CollectorFiles,
+                 role: str | None = None) -> TagMap:
+    return read_tag_map(path, plant_signals(url, files, role))
 
 
 @dataclass
@@ -92,11 +105,12 @@ class Collection:
 
 
 def build(tag_map: TagMap, url: str, files: CollectorFiles, *, spool_max_bytes: int,
-          flush_rows: int = 20_000, flush_seconds: float = 0.05) -> Collection:
+          flush_rows: int = 20_000, flush_seconds: float = 0.05,
+          role: str | None = None) -> Collection:
     health = Health()
     writer = Writer(url, Spool(files.spool, spool_max_bytes), health,
                     carry_over_path=files.carry_over, flush_rows=flush_rows,
-                    flush_seconds=flush_seconds)
+                    flush_seconds=flush_seconds, role=role)
     return Collection(
         writer=writer,
         opcua=[OpcUaCollector(source, writer, health) for source in tag_map.opcua],
@@ -165,15 +179,15 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def run_until_signalled(tag_map_path: Path, url: str, files: CollectorFiles, *,
-                              spool_max_bytes: int, flush_rows: int,
-                              flush_seconds: float) -> None:
+                              spool_max_bytes: int, flush_rows: int, flush_seconds: float,
+                              role: str | None) -> None:
     """What `mes collect` does: check the tag map, collect, stop cleanly on a signal."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("asyncua").setLevel(logging.WARNING)  # it logs every session step
-    tag_map = load_tag_map(tag_map_path, url, files)
+    tag_map = load_tag_map(tag_map_path, url, files, role)
     collection = build(tag_map, url, files, spool_max_bytes=spool_max_bytes,
-                       flush_rows=flush_rows, flush_seconds=flush_seconds)
+                       flush_rows=flush_rows, flush_seconds=flush_seconds, role=role)
     rows, batches = collection.writer.recovered_at_start
     log.info("collecting %d signals from %d OPC UA servers and %d Modbus devices; "
              "%d rows in %d batches recovered from the spool", tag_map.signal_count,

@@ -36,6 +36,13 @@ COPY_LAYOUT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 _TARGET = {table: sql.Identifier("ts", table) for table in COPY_LAYOUT}
 
 
+def act_as(conn: psycopg.Connection[Any], role: str | None) -> None:
+    """Act as `role` for the rest of the session (the login must be a member of it)."""
+    if role is not None:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        conn.commit()
+
+
 def load_signal_map(conn: psycopg.Connection[Any]) -> dict[str, PlantSignal]:
     with conn.cursor() as cur:
         cur.execute(SIGNAL_MAP)
@@ -99,9 +106,13 @@ def write_rows_once(conn: psycopg.Connection[Any], rows: Rows,
             if not batch:
                 continue
             staging = sql.Identifier(f"staging_{table}")
+            names, types = COPY_LAYOUT[table]
+            # Spelled out, not LIKE the hypertable: the ingest role may not read it.
             cur.execute(sql.SQL(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) "
-                "ON COMMIT DELETE ROWS").format(staging, _TARGET[table]))
+                "CREATE TEMPORARY TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
+                    staging, sql.SQL(", ").join(
+                        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(type_))
+                        for name, type_ in zip(names, types, strict=True))))
             _copy(cur, staging, table, batch)
             columns = sql.SQL(", ").join(map(sql.Identifier, COPY_LAYOUT[table][0]))
             cur.execute(sql.SQL(

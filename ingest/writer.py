@@ -23,7 +23,7 @@ import psycopg
 from ingest.conditioning import CarryOver, Conditioner, ProcessValueRow, Reading, Rows
 from ingest.health import Health
 from ingest.spool import Spool, SpoolFull, encode
-from ingest.store import write_rows, write_rows_once
+from ingest.store import act_as, write_rows, write_rows_once
 
 log = logging.getLogger("mes.ingest.writer")
 
@@ -37,8 +37,10 @@ class Writer:
     def __init__(self, url: str, spool: Spool, health: Health | None = None, *,
                  carry_over_path: Path | None = None, flush_rows: int = 20_000,
                  flush_seconds: float = 0.05, max_queued: int = 1_000_000,
-                 retry_seconds: float = 1.0, max_retry_seconds: float = 5.0) -> None:
+                 retry_seconds: float = 1.0, max_retry_seconds: float = 5.0,
+                 role: str | None = None) -> None:
         self.url = url
+        self.role = role
         self.spool = spool
         self.health = health or Health()
         self.flush_rows = flush_rows
@@ -194,8 +196,14 @@ class Writer:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.url, connect_timeout=3,
-                                         application_name="mes collect")
+            conn = psycopg.connect(self.url, connect_timeout=3, application_name="mes collect")
+            try:
+                act_as(conn, self.role)
+            except psycopg.errors.InsufficientPrivilege as exc:
+                # Membership revoked while running: keep spooling until it is back.
+                conn.close()
+                raise psycopg.OperationalError(f"cannot act as {self.role}: {exc}") from exc
+            self._conn = conn
         return self._conn
 
     def _replay(self) -> None:
@@ -203,10 +211,18 @@ class Writer:
             return
         conn = self._connection()
         for batch in self.spool.batches_in_order():
-            write_rows_once(conn, batch.rows)
+            try:
+                write_rows_once(conn, batch.rows)
+            except _UNREACHABLE:
+                raise
+            except psycopg.Error as exc:
+                # This batch, not the ones behind it, is what the database refuses.
+                self._reject(batch.rows, exc)
+                conn = self._connection()
+            else:
+                self.health.rows_written += len(batch.rows)
+                self.health.rows_recovered += len(batch.rows)
             self.spool.remove(batch)
-            self.health.rows_written += len(batch.rows)
-            self.health.rows_recovered += len(batch.rows)
         log.warning("spool replayed: %d rows recovered so far", self.health.rows_recovered)
 
     def _reachable(self) -> None:

@@ -240,7 +240,8 @@ def collect(
     files = _collector_files(directory)
     asyncio.run(run_until_signalled(
         tag_map, database_url(settings), files, spool_max_bytes=settings.spool_max_bytes,
-        flush_rows=settings.flush_rows, flush_seconds=settings.flush_interval_ms / 1000))
+        flush_rows=settings.flush_rows, flush_seconds=settings.flush_interval_ms / 1000,
+        role=settings.collect_role))
 
 
 @collect_app.command("status")
@@ -279,7 +280,8 @@ def demo(
     if seconds > 0:
         typer.echo("")
         asyncio.run(live_demo(read_plant_file(path), database_url(get_settings()),
-                              get_settings().collect_path / "demo", seconds, typer.echo))
+                              get_settings().collect_path / "demo", seconds, typer.echo,
+                              role=get_settings().collect_role))
     typer.echo(
         "\nWhere to look next:\n"
         f"  psql '{url}'\n"
@@ -318,6 +320,39 @@ def simulate(
                       counter_start, tag_map_out, tag_map_protocol)
     except (ValueError, OSError) as error:
         raise _fail(str(error)) from None
+
+
+bench_app = typer.Typer(help="Benchmarks: each figure beside its baseline or target.",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("ingest")
+@user_errors
+def bench_ingest(
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="all figures as one JSON object on stdout")] = False,
+    rows: Annotated[int | None, typer.Option(
+        min=1000, help="samples through the writer, a multiple of 1000 (default 3,000,000)",
+    )] = None,
+    rounds: Annotated[int | None, typer.Option(
+        min=1, help="alternating writer / server COPY rounds, median reported (default 3)",
+    )] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="small sizes: checks that every measurement runs")] = False,
+) -> None:
+    """Measure the ingest path in a scratch database on the local cluster: writer
+    throughput, end-to-end latency, collector capacity, storage, deadband savings."""
+    from ingest.bench import BenchError, render, run_ingest_bench, sizes_for
+
+    def progress(message: str) -> None:
+        typer.echo(message, err=True)
+
+    try:
+        results = run_ingest_bench(sizes_for(quick, rows, rounds), progress)
+    except BenchError as error:
+        raise _fail(str(error)) from None
+    typer.echo(json.dumps(results) if as_json else render(results))
 
 
 if __name__ == "__main__":

@@ -45,9 +45,10 @@ def demo_tag_map(plant: PlantDefinition, signals: dict[str, PlantSignal],
 
 
 async def live_demo(plant: PlantDefinition, url: str, directory: Path, seconds: float,
-                    echo: Callable[[str], None], speed: float = 20.0) -> None:
+                    echo: Callable[[str], None], *, role: str | None,
+                    speed: float = 20.0) -> None:
     files = CollectorFiles(directory)
-    signals = plant_signals(url, files)
+    signals = plant_signals(url, files, role)
     started = dt.datetime.now(dt.UTC)
     async with Simulator(plant, seed=0, speed=speed, opcua_port=0, modbus_port=0) as simulator:
         assert simulator.opcua_port is not None and simulator.modbus_port is not None
@@ -55,7 +56,7 @@ async def live_demo(plant: PlantDefinition, url: str, directory: Path, seconds: 
         echo(f"line simulator at x{speed:g}: OPC UA {simulator.opcua_endpoint} "
              f"({len(tag_map.opcua[0].nodes)} nodes), Modbus TCP port {simulator.modbus_port} "
              f"({len(tag_map.modbus)} devices); collecting for {seconds:g} s")
-        collection = build(tag_map, url, files, spool_max_bytes=1 << 28)
+        collection = build(tag_map, url, files, spool_max_bytes=1 << 28, role=role)
         clock = time.monotonic()
 
         def show(status: dict[str, Any]) -> None:

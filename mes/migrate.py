@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
 from mes.db import engine
@@ -64,7 +65,7 @@ def timescale_info(conn: Connection) -> TimescaleInfo:
                          edition="timescale" if license_ == "timescale" else "apache")
 
 
-def _config(conn: Connection) -> Config:
+def _config(conn: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(SQL_DIR))
     config.attributes["connection"] = conn
@@ -92,3 +93,10 @@ def downgrade(url: str, revision: str) -> None:
 
 def current_revision(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest revision among the migrations in `sql/`."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head

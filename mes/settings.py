@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         default=1 << 30, ge=1 << 20,
         description="How much the collector may spool on disk while the database is away.",
     )
+    collect_role: str = Field(
+        default="mes_ingest",
+        description="The role `mes collect` writes as (SET ROLE); the database login must "
+                    "be a member of it. Migrations make the schema owner one.",
+    )
     flush_interval_ms: int = Field(default=50, ge=1, le=60_000,
                                    description="The writer flushes at least this often.")
     flush_rows: int = Field(default=20_000, ge=1,

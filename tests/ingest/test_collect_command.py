@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from ingest.collect import CollectError, CollectorFiles, plant_signals
 from ingest.simulator.runner import Simulator
 from ingest.simulator.tagmap import simulator_tag_map
 from ingest.spool import Spool
@@ -153,3 +154,22 @@ def test_collect_status_without_a_status_file_says_so(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["collect", "status", "--dir", str(tmp_path)])
     assert missing.exit_code == 1
     assert "no status in" in missing.output
+
+
+def test_a_login_that_may_not_act_as_the_ingest_role_is_refused_at_start(
+        db_url: str, db_admin: psycopg.Connection[tuple[object, ...]], tmp_path: Path) -> None:
+    login = f"mes_test_login_{os.getpid()}"
+    db_admin.execute(f"CREATE ROLE {login} LOGIN PASSWORD 'secret-for-test'")
+    try:
+        db_admin.execute(f"GRANT SELECT ON ingest_api.signal_map TO {login}")
+        db_admin.execute(f"GRANT USAGE ON SCHEMA ingest_api TO {login}")
+        url = re.sub(r"//[^@]+@", f"//{login}:secret-for-test@", db_url)
+        with pytest.raises(CollectError) as refused:
+            plant_signals(url, CollectorFiles(tmp_path), role="mes_ingest")
+        assert (f"the database login '{login}' may not act as 'mes_ingest', which the "
+                f"collector writes as: GRANT mes_ingest TO {login}") in str(refused.value)
+        assert not (tmp_path / "signal_map.json").exists()
+    finally:
+        db_admin.execute(f"REVOKE ALL ON ingest_api.signal_map FROM {login}")
+        db_admin.execute(f"REVOKE ALL ON SCHEMA ingest_api FROM {login}")
+        db_admin.execute(f"DROP ROLE {login}")

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from ingest.conditioning import Quality, Reading, Rows
 from ingest.spool import Spool
@@ -62,7 +63,7 @@ async def test_a_replayed_batch_already_in_the_database_is_not_stored_twice(
     spool = Spool(tmp_path / "spool", 1 << 20)
     spool.append(_rows(100))
     spool.append(_rows(20, start=100))
-    writer = Writer(db_url, spool)
+    writer = Writer(db_url, spool, role="mes_ingest")
     assert writer.recovered_at_start == (102 + 22, 2)
     running = asyncio.create_task(writer.run())
     writer.submit([Reading(TEMPERATURE, T0 + dt.timedelta(seconds=500), 42.0)])
@@ -147,3 +148,40 @@ async def test_a_full_queue_drops_and_counts_instead_of_growing(
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT quality FROM ts.process_value").fetchone() == (
             Quality.GOOD,)
+
+
+@in_event_loop
+async def test_the_writer_acts_as_the_ingest_role(db_url: str, tmp_path: Path) -> None:
+    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), role="mes_ingest")
+    running = asyncio.create_task(writer.run())
+    writer.submit([Reading(TEMPERATURE, T0, 21.0)])
+    await writer.close()
+    await running
+    assert _table_counts(db_url) == (1, 0, 0)
+    conn = await asyncio.to_thread(writer._connection)
+    try:
+        assert conn.execute("SELECT current_user").fetchone() == ("mes_ingest",)
+        # What the role may not do, the collector cannot do either.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM ts.process_value")
+    finally:
+        conn.close()
+
+
+@in_event_loop
+async def test_a_spooled_batch_the_database_refuses_does_not_block_the_others(
+        db_url: str, db_admin: psycopg.Connection[tuple[object, ...]], tmp_path: Path) -> None:
+    db_admin.execute("ALTER TABLE ts.process_value ADD CONSTRAINT no_999 CHECK (value <> 999)")
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    spool.append(Rows(process_value=[(T0, 7, 999.0, 0)]))
+    spool.append(_rows(10))
+    writer = Writer(db_url, spool, role="mes_ingest")
+    running = asyncio.create_task(writer.run())
+    writer.submit([Reading(TEMPERATURE, T0 + dt.timedelta(hours=1), 21.0)])
+    await writer.close()
+    await running
+    assert not spool
+    assert len(list(tmp_path.glob("spool/rejected-*.json"))) == 1
+    assert _table_counts(db_url) == (11, 1, 1)
+    assert writer.health.rows_recovered == 12
+    assert writer.health.samples_dropped == 1
