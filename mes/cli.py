@@ -341,8 +341,9 @@ def bench_ingest(
     quick: Annotated[bool, typer.Option(
         "--quick", help="small sizes: checks that every measurement runs")] = False,
 ) -> None:
-    """Measure the ingest path in a scratch database on the local cluster: writer
-    throughput, end-to-end latency, collector capacity, storage, deadband savings."""
+    """Measure the ingest path: writer throughput, latency, capacity, storage, deadband.
+
+    Everything runs in a scratch database on the local cluster, dropped afterwards."""
     from ingest.bench import BenchError, render, run_ingest_bench, sizes_for
 
     def progress(message: str) -> None:
