@@ -16,6 +16,7 @@ from typing import Any, ParamSpec
 import psycopg
 
 from ingest.collect import Collection, CollectorFiles, build, run
+from ingest.conditioning import Quality
 from ingest.simulator.runner import ServedValue
 from ingest.store import load_signal_map
 from ingest.tagmap import PlantSignal, TagMap, read_tag_map
@@ -119,3 +120,41 @@ def last_served(history: list[ServedValue], code: str, before: dt.datetime | Non
     values = [value for c, when, value in history
               if c == code and (before is None or when <= before)]
     return values[-1]
+
+
+def quality_for(signal: PlantSignal, value: float) -> int:
+    outside = ((signal.low_limit is not None and value < signal.low_limit)
+               or (signal.high_limit is not None and value > signal.high_limit))
+    return Quality.OUT_OF_RANGE if outside else Quality.GOOD
+
+
+def assert_process_values_stored_as_served(url: str, history: list[ServedValue],
+                                           signals: dict[str, PlantSignal],
+                                           baseline_at: dt.datetime) -> int:
+    """Every value served from the subscription's start on is stored once, with its source
+    time and the quality its limits give; returns how many values were compared."""
+    served = served_by_signal(history)
+    stored = stored_process_values(url)
+    compared = 0
+    for signal in (s for s in signals.values() if s.kind == "process_value"):
+        changes = served[signal.code]
+        initial = [c for c in changes if c[0] <= baseline_at][-1]
+        expected = [initial] + [c for c in changes if c[0] > baseline_at]
+        assert [(ts, value) for ts, value, _ in stored[signal.code]] == expected, signal.code
+        assert [q for _, _, q in stored[signal.code]] == [
+            quality_for(signal, value) for _, value in expected], signal.code
+        compared += len(expected)
+    return compared
+
+
+def counts_served(history: list[ServedValue], plant: PlantDefinition,
+                  baseline_at: dt.datetime) -> dict[str, tuple[int, int]]:
+    """Parts each machine made after `baseline_at`, by its served counters."""
+    made = {}
+    for machine in plant.machines:
+        good, reject = (int(last_served(history, f"{machine.code}.{c}"))
+                        - int(last_served(history, f"{machine.code}.{c}", before=baseline_at))
+                        for c in ("good", "reject"))
+        if good or reject:
+            made[machine.code] = (good, reject)
+    return made

@@ -13,15 +13,17 @@ from pathlib import Path
 import pytest
 
 from ingest.conditioning import Quality
-from ingest.simulator.runner import ServedValue, Simulator
+from ingest.simulator.runner import Simulator
 from ingest.simulator.tagmap import simulator_tag_map
-from ingest.tagmap import PlantSignal
 from tests.ingest.collecting import (
+    assert_process_values_stored_as_served,
     collecting,
+    counts_served,
     eventually,
     in_event_loop,
     last_served,
     load_sample_plant,
+    quality_for,
     served_by_signal,
     stored_counts,
     stored_process_values,
@@ -39,24 +41,6 @@ def _now() -> dt.datetime:
 
 def _machines(plant: PlantDefinition) -> list[str]:
     return [machine.code for machine in plant.machines]
-
-
-def _expected_counts(history: list[ServedValue], plant: PlantDefinition,
-                     baseline_at: dt.datetime) -> dict[str, tuple[int, int]]:
-    expected = {}
-    for machine in _machines(plant):
-        good = [int(last_served(history, f"{machine}.{c}")) -
-                int(last_served(history, f"{machine}.{c}", before=baseline_at))
-                for c in ("good", "reject")]
-        if any(good):
-            expected[machine] = (good[0], good[1])
-    return expected
-
-
-def _quality_for(signal: PlantSignal, value: float) -> int:
-    outside = ((signal.low_limit is not None and value < signal.low_limit)
-               or (signal.high_limit is not None and value > signal.high_limit))
-    return Quality.OUT_OF_RANGE if outside else Quality.GOOD
 
 
 @in_event_loop
@@ -84,19 +68,8 @@ async def test_opcua_collector_stores_every_served_value_once_with_its_source_ti
         assert collection.health.database == "connected"
     history = list(simulator.history)
     served = served_by_signal(history)
-    stored = stored_process_values(db_url)
-
-    process_signals = [s for s in signals.values() if s.kind == "process_value"]
-    changes_checked = 0
-    for signal in process_signals:
-        changes = served[signal.code]
-        initial = [c for c in changes if c[0] <= baseline_at][-1]
-        expected = [initial] + [c for c in changes if c[0] > baseline_at]
-        assert [(ts, value) for ts, value, _ in stored[signal.code]] == expected, signal.code
-        assert [q for _, _, q in stored[signal.code]] == [
-            _quality_for(signal, value) for _, value in expected]
-        changes_checked += len(expected)
-    assert changes_checked > 1000  # 24 process values changing every simulated tick
+    # 24 process values changing every simulated tick
+    assert assert_process_values_stored_as_served(db_url, history, signals, baseline_at) > 1000
 
     states = stored_states(db_url)
     for machine in _machines(plant):
@@ -112,7 +85,7 @@ async def test_opcua_collector_stores_every_served_value_once_with_its_source_ti
         assert [(state, reason) for _, state, reason in states[machine]] == expected_pairs
     assert sum(len(v) for v in states.values()) > len(plant.machines)  # states did change
 
-    expected_counts = _expected_counts(history, plant, baseline_at)
+    expected_counts = counts_served(history, plant, baseline_at)
     assert sum(good for good, _ in expected_counts.values()) > 20
     assert stored_counts(db_url) == expected_counts
 
@@ -154,8 +127,8 @@ async def test_modbus_collector_stores_polled_values_and_exact_counts(
                        if when <= ts + slack and (i + 1 == len(changes)
                                                   or changes[i + 1][0] >= ts - poll - slack)]
             assert value in current, (signal.code, ts, value)
-            assert quality == _quality_for(signal, value)
-    assert stored_counts(db_url) == _expected_counts(history, plant, baseline_at)
+            assert quality == quality_for(signal, value)
+    assert stored_counts(db_url) == counts_served(history, plant, baseline_at)
     states = stored_states(db_url)
     for machine in _machines(plant):
         served_pairs = {(int(v), int(last_served(history, f"{machine}.fault_code", when)))

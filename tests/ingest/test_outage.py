@@ -15,21 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from ingest.conditioning import Quality
 from ingest.simulator.runner import Simulator
 from ingest.simulator.tagmap import simulator_tag_map
 from mes import migrate
 from mes.db import engine
 from mes.localdb import LocalCluster
 from tests.ingest.collecting import (
+    assert_process_values_stored_as_served,
     collecting,
+    counts_served,
     eventually,
     in_event_loop,
-    last_served,
     load_sample_plant,
-    served_by_signal,
     stored_counts,
-    stored_process_values,
     tag_map_from,
 )
 
@@ -97,17 +95,7 @@ async def test_a_30_s_database_outage_loses_no_sample_and_stores_none_twice(
     assert health.rows_recovered == health.rows_spooled >= spooled
 
     history = list(simulator.history)
-    served = served_by_signal(history)
-    stored = stored_process_values(url)
-    for signal in (s for s in signals.values() if s.kind == "process_value"):
-        changes = served[signal.code]
-        initial = [c for c in changes if c[0] <= baseline_at][-1]
-        expected = [initial] + [c for c in changes if c[0] > baseline_at]
-        assert [(ts, value) for ts, value, _ in stored[signal.code]] == expected, signal.code
-        assert all(q in (Quality.GOOD, Quality.OUT_OF_RANGE) for _, _, q in stored[signal.code])
-    counts = stored_counts(url)
-    for machine in plant.machines:
-        made = tuple(int(last_served(history, f"{machine.code}.{c}"))
-                     - int(last_served(history, f"{machine.code}.{c}", before=baseline_at))
-                     for c in ("good", "reject"))
-        assert counts.get(machine.code, (0, 0)) == made, machine.code
+    assert assert_process_values_stored_as_served(url, history, signals, baseline_at) > 20_000
+    made = counts_served(history, plant, baseline_at)
+    assert sum(good for good, _ in made.values()) > 50
+    assert stored_counts(url) == made
