@@ -176,6 +176,26 @@ class OpcUaServer:
                                   f"{status.name}")
         return value
 
+    async def write_status(self, signal_code: str, status: int, when: dt.datetime,
+                           value: int | float | None = None) -> None:
+        """Serve a bad or uncertain status, as a PLC reports a failed sensor (e.g.
+        StatusCodes.BadSensorFailure, no value) or a doubtful one (an uncertain status with
+        its last usable value); the next `write` serves a good value again."""
+        server = self._server
+        if server is None:
+            raise RuntimeError("the OPC UA server is not running")
+        node_id, variant_type = self._node_ids[signal_code]
+        variant = (ua.Variant() if value is None else
+                   ua.Variant(self.signal(signal_code).check(value), variant_type))
+        data_value = ua.DataValue(variant, ua.StatusCode(ua.UInt32(status)),
+                                  SourceTimestamp=_utc(when),
+                                  ServerTimestamp=_utc(dt.datetime.now(dt.UTC)))
+        result = await server.iserver.aspace.write_attribute_value(
+            node_id, AttributeIds.Value, data_value)
+        if not result.is_good():
+            raise OpcUaWriteError(f"{signal_code}: the OPC UA server refused status "
+                                  f"{status:#x}: {result.name}")
+
     async def _run_clock(self, server: Server) -> None:
         # Clients and tools watch ServerStatus.CurrentTime to see that a server is alive.
         status_node = ua.NodeId(ua.Int32(ObjectIds.Server_ServerStatus))

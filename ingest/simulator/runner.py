@@ -162,6 +162,13 @@ class Simulator:
             raise ValueError(f"the simulator serves no signal {signal_code!r}") from None
         await self._serve(((signal_code, signal.check(value)),), when)
 
+    async def write_status(self, signal_code: str, status: int,
+                           value: int | float | None = None,
+                           when: dt.datetime | None = None) -> None:
+        """Serve a bad or uncertain OPC UA status for one signal (OPC UA only)."""
+        await self._opcua().write_status(signal_code, status, when or dt.datetime.now(dt.UTC),
+                                         value)
+
     async def _serve(self, changes: Iterable[tuple[str, int | float]],
                      when: dt.datetime) -> None:
         batch = list(changes)

@@ -11,6 +11,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from asyncua.ua.status_codes import StatusCodes
 
 from ingest.conditioning import Quality
 from ingest.simulator.runner import Simulator
@@ -246,3 +247,62 @@ registers = [
     assert [(v, q) for _, v, q in stored["PRESS-2.temperature"]] == [
         (None, Quality.DEVICE_EXCEPTION)]
     assert [(v, q) for _, v, q in stored["DEBURR-1.temperature"]] == [(None, Quality.TIMEOUT)]
+
+
+@in_event_loop
+async def test_opcua_status_codes_become_quality_and_a_missing_node_is_flagged(
+        db_url: str, tmp_path: Path) -> None:
+    plant, signals = load_sample_plant(db_url)
+    async with Simulator(plant, opcua_port=0, modbus_port=None) as simulator:
+        simulator.pause()
+        endpoint = simulator.opcua_endpoint
+        tag_map = tag_map_from(f"""
+[[opcua]]
+name = "press"
+endpoint = "{endpoint}"
+publishing_interval_ms = 50
+nodes = [
+  {{ signal = "PRESS-1.temperature", node = "ns=2;s=PRESS-1.temperature" }},
+  {{ signal = "PRESS-1.vibration", node = "ns=2;s=PRESS-1.vibration" }},
+  {{ signal = "PRESS-1.speed", node = "ns=2;s=PRESS-1.no-such-node" }},
+]
+""", tmp_path, signals)
+        async with collecting(tag_map, db_url, tmp_path / "collect") as collection:
+            collector = collection.opcua[0]
+            await eventually(collector.connected.is_set, 15, "subscribed")
+            await asyncio.sleep(0.3)
+            await simulator.write_status("PRESS-1.temperature", StatusCodes.BadSensorFailure)
+            await simulator.write_status("PRESS-1.vibration", StatusCodes.UncertainLastUsableValue,
+                                         value=3.0)
+            await asyncio.sleep(0.3)
+            await simulator.write("PRESS-1.temperature", 41.5)
+            await asyncio.sleep(0.5)
+        assert collector.refused == {"ns=2;s=PRESS-1.no-such-node": "BadNodeIdUnknown"}
+        assert collection.health.sources["press"] == "stopped"
+    stored = stored_process_values(db_url)
+    temperature = [(v, q) for _, v, q in stored["PRESS-1.temperature"]]
+    assert temperature[1:] == [(None, Quality.DEVICE_EXCEPTION), (41.5, Quality.GOOD)]
+    assert [(v, q) for _, v, q in stored["PRESS-1.vibration"]][-1] == (3.0, Quality.UNCERTAIN)
+    # The node the server does not know: one bad row, the others collected regardless.
+    assert [(v, q) for _, v, q in stored["PRESS-1.speed"]] == [(None, Quality.BAD)]
+
+
+@in_event_loop
+async def test_a_modbus_value_outside_the_signal_limits_is_stored_and_flagged(
+        db_url: str, tmp_path: Path) -> None:
+    plant, signals = load_sample_plant(db_url)
+    async with Simulator(plant, opcua_port=None, modbus_port=0) as simulator:
+        simulator.pause()
+        assert simulator.modbus_port is not None
+        tag_map = tag_map_from(simulator_tag_map(
+            plant, modbus_port=simulator.modbus_port, protocols=("modbus",),
+            poll_interval_ms=50), tmp_path, signals)
+        async with collecting(tag_map, db_url, tmp_path / "collect"):
+            await simulator.write("PRESS-1.temperature", 40.0)
+            await asyncio.sleep(0.3)
+            await simulator.write("PRESS-1.temperature", 500.0)  # the limits are 10-90
+            await asyncio.sleep(0.3)
+    rows = [(v, q) for _, v, q in stored_process_values(db_url)["PRESS-1.temperature"]]
+    assert (40.0, Quality.GOOD) in rows
+    assert rows[-1] == (500.0, Quality.OUT_OF_RANGE)
+    assert {q for v, q in rows if v == 500.0} == {Quality.OUT_OF_RANGE}
