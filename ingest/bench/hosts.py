@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -35,22 +36,24 @@ class _Host(Protocol):
 
 
 def simulator_host(conn: Connection) -> None:
-    _run_host(conn, _SimulatorHost())
+    _run_host(conn, _SimulatorHost)
 
 
 def collector_host(conn: Connection) -> None:
-    _run_host(conn, _CollectorHost())
+    _run_host(conn, _CollectorHost)
 
 
-def _run_host(conn: Connection, host: _Host) -> None:
+def _run_host(conn: Connection, make_host: Callable[[], _Host]) -> None:
     # Nothing a child prints may reach the bench's stdout, which may be carrying JSON.
     os.dup2(2, 1)
+    # Ctrl-C stops the bench, which then stops its hosts in order (the database last).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING,
                         format=f"bench {multiprocessing.current_process().name}: "
                                "%(levelname)s %(name)s: %(message)s")
     logging.getLogger("asyncua").setLevel(logging.ERROR)
     logging.getLogger("pymodbus").setLevel(logging.ERROR)
-    asyncio.run(_serve(conn, host))
+    asyncio.run(_serve(conn, make_host()))
 
 
 async def _serve(conn: Connection, host: _Host) -> None:
@@ -290,7 +293,11 @@ class Child:
 
     def send(self, command: str, **arguments: Any) -> None:
         self.wait_ready()
-        self._conn.send((command, arguments))
+        try:
+            self._conn.send((command, arguments))
+        except OSError:
+            # A broken pipe reaching the command line would pass for a closed stdout.
+            raise self._ended() from None
 
     def poll(self) -> bool:
         """Whether an answer is waiting."""
@@ -309,13 +316,17 @@ class Child:
                 raise BenchError(f"the {self.name} did not answer within {timeout:.0f} s")
             status, payload = self._conn.recv()
         except (EOFError, OSError):
-            raise BenchError(f"the {self.name} process ended unexpectedly (exit code "
-                             f"{self.process.exitcode}); see its messages above") from None
+            raise self._ended() from None
         if status == "error":
             raise BenchError(f"the {self.name} failed: {payload}")
         if status != expect:
             raise BenchError(f"the {self.name} answered {status!r} where {expect!r} was due")
         return payload
+
+    def _ended(self) -> BenchError:
+        self.process.join(1)
+        return BenchError(f"the {self.name} process ended unexpectedly (exit code "
+                          f"{self.process.exitcode}); see its messages above")
 
     def close(self) -> None:
         if self.process.is_alive() and not self._conn.closed:

@@ -81,7 +81,7 @@ def _capacity(c: dict[str, Any]) -> list[Row]:
     elif opcua["limited_by"] == "collector":
         verdict = "MISSED"
     else:
-        verdict = "not shown: the load offered stayed below"
+        verdict = "offered load below target"
     rows: list[Row] = [
         (f"OPC UA notifications/s one collector sustains ({opcua['nodes']:,} nodes)",
          ("" if opcua["limited_by"] == "collector" else ">= ") + _n(sustained, "/s"),
@@ -90,16 +90,16 @@ def _capacity(c: dict[str, Any]) -> list[Row]:
          f"limited by: {opcua['limited_by']}", ""),
     ]
     if opcua["per_core_estimate"] is not None:
-        rows.append(("  collector CPU at that rate -> per core (estimate)",
+        rows.append(("  collector CPU there -> one full core (extrapolated)",
                      f"{opcua['collector_cpu_percent_at_sustained']:.0f} % -> "
-                     f"{_n(opcua['per_core_estimate'], '/s')}", "", ""))
+                     f"{_n(opcua['per_core_estimate'], '/s')}", "from its CPU time", ""))
     for step in opcua["steps"]:
         offered = ("flat out" if step["offered_rate"] is None
                    else _n(step["offered_rate"], "/s"))
         rows.append((f"  offered {offered}: written -> received",
                      f"{_n(step['written_per_second'])} -> {_n(step['received_per_second'])}",
-                     f"lost {step['lost']}, dropped {step['dropped']}; CPU simulator "
-                     f"{step['simulator_cpu_percent']:.0f} %, collector "
+                     f"lost {step['lost']}, dropped {step['dropped']}, CPU simulator "
+                     f"{step['simulator_cpu_percent']:.0f} % / collector "
                      f"{step['collector_cpu_percent']:.0f} %",
                      "keeps up" if step["keeps_up"] else "behind"))
     rows += [
@@ -117,7 +117,7 @@ def _capacity(c: dict[str, Any]) -> list[Row]:
                  f"tried {tried}; limited by: {speed['limited_by']}", ""))
     for step in speed["steps"]:
         pace = ("" if step["simulator_kept_pace"] else
-                f", simulator played {step['ticks']:,} of {step['ticks_due']:,} ticks")
+                f"; {step['ticks']:,} of {step['ticks_due']:,} ticks played")
         rows.append((f"  speed {step['speed']:g}: changes served/s",
                      _n(step["served_per_second"], "/s"),
                      f"values stored {step['stored_process_values']:,} of "

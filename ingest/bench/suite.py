@@ -87,23 +87,26 @@ def run_ingest_bench(sizes: BenchSizes, progress: Progress) -> dict[str, Any]:
     simulator = Child("simulator", simulator_host)
     collector = Child("collector", collector_host)
     try:
-        with scratch_database(cluster, wide) as database:
-            results["database"] = database.name
-            progress(f"scratch database {database.name}; writer throughput, "
-                     f"{sizes.rows:,} rows of {sizes.signals} signals, {sizes.rounds} rounds")
-            workload = throughput.make_workload(sizes.rows, sizes.signals)
-            results["throughput"], results["storage"] = throughput.measure(
-                database, workload, sizes.rounds, sizes.executemany_rows, role, progress)
-            del workload
-            gc.collect()
-            simulator.wait_ready()
-            collector.wait_ready()
-            with tempfile.TemporaryDirectory(prefix="mes-bench-collect-") as folder:
+        with (scratch_database(cluster, wide) as database,
+              tempfile.TemporaryDirectory(prefix="mes-bench-collect-") as folder):
+            try:
+                progress(f"scratch database {database.name}; writer throughput, "
+                         f"{sizes.rows:,} rows of {sizes.signals} signals, "
+                         f"{sizes.rounds} round(s)")
+                results["database"] = database.name
+                workload = throughput.make_workload(sizes.rows, sizes.signals)
+                results["throughput"], results["storage"] = throughput.measure(
+                    database, workload, sizes.rounds, sizes.executemany_rows, role, progress)
+                del workload
+                gc.collect()
+                simulator.wait_ready()
+                collector.wait_ready()
                 _live_sections(database, role, plant, wide, sizes, simulator, collector,
                                Path(folder), results, progress)
-            # The hosts let go of the database before it is dropped.
-            collector.close()
-            simulator.close()
+            finally:
+                # The hosts let go of the database and their folders before both go.
+                collector.close()
+                simulator.close()
     finally:
         collector.close()
         simulator.close()
