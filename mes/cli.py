@@ -336,7 +336,8 @@ def bench_ingest(
         min=1000, help="samples through the writer, a multiple of 1000 (default 3,000,000)",
     )] = None,
     rounds: Annotated[int | None, typer.Option(
-        min=1, help="alternating writer / server COPY rounds, median reported (default 3)",
+        min=1, help="alternating writer / server COPY rounds; the best of each is compared "
+             "(default 5)",
     )] = None,
     quick: Annotated[bool, typer.Option(
         "--quick", help="small sizes: checks that every measurement runs")] = False,

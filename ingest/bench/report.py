@@ -27,13 +27,16 @@ def _verdict(ok: bool) -> str:
 def _throughput(t: dict[str, Any]) -> list[Row]:
     writer, ceiling = t["writer_rows_per_second"], t["ceiling_rows_per_second"]
     return [
-        ("project Writer: queue, conditioning, COPY (median)", _n(writer, "rows/s"),
+        ("project Writer: queue, conditioning, COPY (best round)", _n(writer, "rows/s"),
          f"ceiling {_n(ceiling, 'rows/s')}", ""),
         ("ratio Writer / ceiling", f"{t['writer_to_ceiling']:.2f}",
          f"target >= {t['writer_to_ceiling_target']:.2f}",
          _verdict(t["writer_to_ceiling"] >= t["writer_to_ceiling_target"])),
-        ("ceiling: server COPY from a file (median)", _n(ceiling, "rows/s"),
+        ("ceiling: server COPY from a file (best round)", _n(ceiling, "rows/s"),
          "the database's own limit", ""),
+        ("ratio of the medians", f"{t['writer_to_ceiling_median']:.2f}",
+         f"Writer {_n(t['writer_median_rows_per_second'])}, ceiling "
+         f"{_n(t['ceiling_median_rows_per_second'])}", ""),
         (f"raw psycopg binary COPY, {t['raw_copy_transaction_rows']:,}-row transactions",
          _n(t["raw_copy_rows_per_second"], "rows/s"), f"ceiling {_n(ceiling, 'rows/s')}", ""),
         (f"plain executemany INSERT, {t['executemany_rows']:,} rows",
@@ -142,7 +145,8 @@ def render(results: dict[str, Any]) -> str:
     t = results["throughput"]
     sections: list[tuple[str, list[Row]]] = [
         (f"Writer throughput: {t['rows']:,} samples of {t['signals']:,} signals, "
-         f"median of {t['rounds']} round{'s' if t['rounds'] != 1 else ''}", _throughput(t)),
+         f"best of {t['rounds']} alternating round{'s' if t['rounds'] != 1 else ''}",
+         _throughput(t)),
         ("Storage after the Writer's run", _storage(results["storage"])),
         (f"End-to-end latency: simulator -> OPC UA -> collector -> database "
          f"({sizes['latency_seconds']:g} s each, first "
