@@ -26,7 +26,7 @@ from ingest.conditioning import ProcessValueRow, Reading
 from ingest.spool import Spool
 from ingest.store import COPY_LAYOUT
 from ingest.tagmap import Binding, PlantSignal
-from ingest.writer import Writer
+from ingest.writer import DEFAULT_FLUSH_ROWS, Writer
 
 Progress = Callable[[str], None]
 
@@ -36,7 +36,7 @@ _COPY_IN = "COPY ts.process_value (ts, signal_id, value, quality) FROM STDIN (FO
 # Inside one day-sized chunk whatever the row count: 3 million rows of 1000 signals span
 # 50 minutes at one sample per signal and second.
 _FIRST_SAMPLE = dt.datetime(2025, 1, 6, tzinfo=dt.UTC)
-_RAW_COPY_ROWS = 20_000  # one transaction per writer-sized batch
+_RAW_COPY_ROWS = DEFAULT_FLUSH_ROWS  # one transaction per writer-sized batch
 NARROW_ROW_REFERENCE_BYTES = 106
 RATIO_TARGET = 0.90
 
