@@ -11,12 +11,15 @@ from typing import Any, ClassVar, Literal, get_args
 
 from sqlalchemy import (
     ARRAY,
+    BigInteger,
     CheckConstraint,
+    Date,
     ForeignKey,
     ForeignKeyConstraint,
     Identity,
     Index,
     Interval,
+    LargeBinary,
     MetaData,
     SmallInteger,
     Text,
@@ -24,7 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, TIMESTAMP
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB, TIMESTAMP
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -57,6 +60,7 @@ class Base(DeclarativeBase):
         float: DOUBLE_PRECISION(),
         dt.datetime: TIMESTAMP(timezone=True),
         dt.time: Time(),
+        dt.date: Date(),
         dt.timedelta: Interval(),
     }
 
@@ -246,3 +250,329 @@ class SampleQuality(Base):
     name: Mapped[str] = mapped_column(unique=True)
     category: Mapped[str]
 
+
+
+# --- MES core (migration 0003) ---------------------------------------------------------
+
+WorkOrderStatus = Literal["created", "released", "in_progress", "on_hold", "completed",
+                          "closed", "cancelled"]
+RunStatus = Literal["running", "completed", "aborted"]
+LotStatus = Literal["available", "on_hold", "quarantined", "consumed", "scrapped"]
+MovementKind = Literal["receive", "produce", "consume", "split_out", "split_in", "merge_out",
+                       "merge_in", "move_out", "move_in", "scrap", "adjust"]
+GenealogyKind = Literal["consumed", "split", "merge"]
+RevisionStatus = Literal["draft", "released", "superseded"]
+Decision = Literal["use_as_is", "rework", "scrap"]
+NOW = text("now()")
+
+
+def _big_id() -> Mapped[int]:
+    return mapped_column(BigInteger, Identity(always=False), primary_key=True)
+
+
+class Certification(Base):
+    __tablename__ = "certification"
+
+    id: Mapped[int] = _id()
+    code: Mapped[str] = mapped_column(unique=True)
+    name: Mapped[str]
+
+
+class PersonCertification(Base):
+    __tablename__ = "person_certification"
+    __table_args__ = (CheckConstraint("valid_until IS NULL OR valid_until >= valid_from",
+                                      name="valid_span"),)
+
+    person_id: Mapped[int] = mapped_column(ForeignKey("mes.person.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    certification_id: Mapped[int] = mapped_column(ForeignKey("mes.certification.id"),
+                                                  primary_key=True)
+    valid_from: Mapped[dt.date]
+    valid_until: Mapped[dt.date | None]
+
+
+class Document(Base):
+    __tablename__ = "document"
+
+    id: Mapped[int] = _id()
+    code: Mapped[str] = mapped_column(unique=True)
+    title: Mapped[str]
+
+
+class DocumentRevision(Base):
+    __tablename__ = "document_revision"
+    __table_args__ = (
+        UniqueConstraint("document_id", "revision"),
+        Index("uq_document_revision_one_released", "document_id", unique=True,
+              postgresql_where=text("status = 'released'")),
+    )
+
+    id: Mapped[int] = _id()
+    document_id: Mapped[int] = mapped_column(ForeignKey("mes.document.id"))
+    revision: Mapped[int]
+    status: Mapped[RevisionStatus] = mapped_column(Text, server_default=text("'draft'"))
+    content: Mapped[str]
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    released_at: Mapped[dt.datetime | None]
+    released_by: Mapped[int | None] = mapped_column(ForeignKey("mes.person.id"))
+
+
+class ProductDefinition(Base):
+    __tablename__ = "product_definition"
+
+    id: Mapped[int] = _id()
+    code: Mapped[str] = mapped_column(unique=True)
+    name: Mapped[str]
+    material_id: Mapped[int] = mapped_column(ForeignKey("mes.material_definition.id"))
+
+
+class RoutingOperation(Base):
+    __tablename__ = "routing_operation"
+    __table_args__ = (UniqueConstraint("product_id", "sequence"),
+                      UniqueConstraint("product_id", "code"))
+
+    id: Mapped[int] = _id()
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("mes.product_definition.id", ondelete="CASCADE"))
+    sequence: Mapped[int]
+    code: Mapped[str]
+    name: Mapped[str]
+    work_center_type: Mapped[str]
+    standard_seconds_per_unit: Mapped[float]
+    setup_seconds: Mapped[float] = mapped_column(server_default=text("0"))
+    setup_family: Mapped[str | None]
+    output_material_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mes.material_definition.id"))
+    required_certification_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mes.certification.id"))
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("mes.document.id"))
+
+
+class BomItem(Base):
+    __tablename__ = "bom_item"
+    __table_args__ = (UniqueConstraint("operation_id", "material_id"),)
+
+    id: Mapped[int] = _id()
+    operation_id: Mapped[int] = mapped_column(
+        ForeignKey("mes.routing_operation.id", ondelete="CASCADE"))
+    material_id: Mapped[int] = mapped_column(ForeignKey("mes.material_definition.id"))
+    quantity_per_unit: Mapped[float]
+
+
+class InspectionPlan(Base):
+    __tablename__ = "inspection_plan"
+    __table_args__ = (UniqueConstraint("operation_id", "characteristic"),)
+
+    id: Mapped[int] = _id()
+    operation_id: Mapped[int] = mapped_column(
+        ForeignKey("mes.routing_operation.id", ondelete="CASCADE"))
+    characteristic: Mapped[str]
+    nominal: Mapped[float]
+    lower_spec: Mapped[float]
+    upper_spec: Mapped[float]
+    unit: Mapped[str | None]
+    sample_size: Mapped[int] = mapped_column(server_default=text("1"))
+
+
+class WorkOrder(Base):
+    __tablename__ = "work_order"
+    __table_args__ = (Index(None, "status"),)
+
+    id: Mapped[int] = _id()
+    code: Mapped[str] = mapped_column(unique=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("mes.product_definition.id"))
+    quantity: Mapped[float]
+    status: Mapped[WorkOrderStatus] = mapped_column(Text, server_default=text("'created'"))
+    priority: Mapped[int] = mapped_column(server_default=text("0"))
+    due_at: Mapped[dt.datetime | None]
+    planned_start: Mapped[dt.datetime | None]
+    source: Mapped[str | None]
+    source_digest: Mapped[str | None]
+    version: Mapped[int] = mapped_column(server_default=text("1"))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+
+
+class OperationRun(Base):
+    __tablename__ = "operation_run"
+    __table_args__ = (
+        Index(None, "work_order_id"),
+        Index("uq_operation_run_one_running_per_machine", "equipment_id", unique=True,
+              postgresql_where=text("status = 'running'")),
+    )
+
+    id: Mapped[int] = _id()
+    work_order_id: Mapped[int] = mapped_column(ForeignKey("mes.work_order.id"))
+    operation_id: Mapped[int] = mapped_column(ForeignKey("mes.routing_operation.id"))
+    equipment_id: Mapped[int] = mapped_column(ForeignKey("mes.equipment.id"))
+    operator_id: Mapped[int] = mapped_column(ForeignKey("mes.person.id"))
+    status: Mapped[RunStatus] = mapped_column(Text, server_default=text("'running'"))
+    planned_quantity: Mapped[float]
+    good_quantity: Mapped[float] = mapped_column(server_default=text("0"))
+    scrap_quantity: Mapped[float] = mapped_column(server_default=text("0"))
+    started_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    ended_at: Mapped[dt.datetime | None]
+    document_revision_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mes.document_revision.id"))
+    version: Mapped[int] = mapped_column(server_default=text("1"))
+
+
+class StorageLocation(Base):
+    __tablename__ = "storage_location"
+
+    id: Mapped[int] = _id()
+    code: Mapped[str] = mapped_column(unique=True)
+    name: Mapped[str]
+
+
+class MaterialLot(Base):
+    __tablename__ = "material_lot"
+    __table_args__ = (Index(None, "material_id", "status"),)
+
+    id: Mapped[int] = _id()
+    code: Mapped[str] = mapped_column(unique=True)
+    material_id: Mapped[int] = mapped_column(ForeignKey("mes.material_definition.id"))
+    status: Mapped[LotStatus] = mapped_column(Text, server_default=text("'available'"))
+    # Kept equal to the sum of the lot's movements by a trigger; never set it directly.
+    quantity: Mapped[float] = mapped_column(server_default=text("0"))
+    location_id: Mapped[int] = mapped_column(ForeignKey("mes.storage_location.id"))
+    produced_by_run_id: Mapped[int | None] = mapped_column(ForeignKey("mes.operation_run.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    version: Mapped[int] = mapped_column(server_default=text("1"))
+
+
+class LotMovement(Base):
+    """Append-only (a trigger refuses changes); each row changes its lot's quantity."""
+
+    __tablename__ = "lot_movement"
+    __table_args__ = (Index(None, "lot_id"),)
+
+    id: Mapped[int] = _big_id()
+    lot_id: Mapped[int] = mapped_column(ForeignKey("mes.material_lot.id"))
+    at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    kind: Mapped[MovementKind] = mapped_column(Text)
+    quantity: Mapped[float]
+    location_id: Mapped[int] = mapped_column(ForeignKey("mes.storage_location.id"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("mes.operation_run.id"))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("mes.person.id"))
+
+
+class GenealogyLink(Base):
+    __tablename__ = "genealogy_link"
+    __table_args__ = (UniqueConstraint("parent_lot_id", "child_lot_id"),
+                      Index(None, "child_lot_id"))
+
+    id: Mapped[int] = _big_id()
+    parent_lot_id: Mapped[int] = mapped_column(ForeignKey("mes.material_lot.id"))
+    child_lot_id: Mapped[int] = mapped_column(ForeignKey("mes.material_lot.id"))
+    kind: Mapped[GenealogyKind] = mapped_column(Text)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("mes.operation_run.id"))
+    quantity: Mapped[float | None]
+
+
+class InspectionResult(Base):
+    __tablename__ = "inspection_result"
+    __table_args__ = (UniqueConstraint("run_id", "plan_id", "sample_number"),)
+
+    id: Mapped[int] = _id()
+    run_id: Mapped[int] = mapped_column(ForeignKey("mes.operation_run.id"))
+    plan_id: Mapped[int] = mapped_column(ForeignKey("mes.inspection_plan.id"))
+    sample_number: Mapped[int]
+    measured: Mapped[float]
+    within_spec: Mapped[bool]
+    lot_id: Mapped[int | None] = mapped_column(ForeignKey("mes.material_lot.id"))
+    recorded_by: Mapped[int] = mapped_column(ForeignKey("mes.person.id"))
+    recorded_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+
+
+class ElectronicSignature(Base):
+    __tablename__ = "electronic_signature"
+
+    id: Mapped[int] = _id()
+    person_id: Mapped[int] = mapped_column(ForeignKey("mes.person.id"))
+    signed_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    meaning: Mapped[str]
+    record_table: Mapped[str]
+    record_id: Mapped[int]
+    record_sha256: Mapped[str]
+
+
+class Nonconformance(Base):
+    __tablename__ = "nonconformance"
+
+    id: Mapped[int] = _id()
+    code: Mapped[str] = mapped_column(unique=True)
+    status: Mapped[str] = mapped_column(server_default=text("'open'"))
+    opened_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    inspection_result_id: Mapped[int] = mapped_column(ForeignKey("mes.inspection_result.id"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("mes.operation_run.id"))
+    work_order_id: Mapped[int] = mapped_column(ForeignKey("mes.work_order.id"))
+    equipment_id: Mapped[int] = mapped_column(ForeignKey("mes.equipment.id"))
+    operator_id: Mapped[int] = mapped_column(ForeignKey("mes.person.id"))
+    lot_id: Mapped[int | None] = mapped_column(ForeignKey("mes.material_lot.id"))
+    characteristic: Mapped[str]
+    measured: Mapped[float]
+    lower_spec: Mapped[float]
+    upper_spec: Mapped[float]
+
+
+class Disposition(Base):
+    __tablename__ = "disposition"
+
+    id: Mapped[int] = _id()
+    nonconformance_id: Mapped[int] = mapped_column(ForeignKey("mes.nonconformance.id"),
+                                                   unique=True)
+    decision: Mapped[Decision] = mapped_column(Text)
+    comment: Mapped[str | None]
+    signature_id: Mapped[int] = mapped_column(ForeignKey("mes.electronic_signature.id"),
+                                              unique=True)
+
+
+class LaborSession(Base):
+    __tablename__ = "labor_session"
+    __table_args__ = (Index("uq_labor_session_one_open_per_person", "person_id", unique=True,
+                            postgresql_where=text("signed_off_at IS NULL")),)
+
+    id: Mapped[int] = _id()
+    person_id: Mapped[int] = mapped_column(ForeignKey("mes.person.id"))
+    equipment_id: Mapped[int] = mapped_column(ForeignKey("mes.equipment.id"))
+    signed_on_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    signed_off_at: Mapped[dt.datetime | None]
+
+
+class MaintenanceWindow(Base):
+    __tablename__ = "maintenance_window"
+    __table_args__ = (Index(None, "equipment_id", "starts_at"),)
+
+    id: Mapped[int] = _id()
+    external_id: Mapped[str] = mapped_column(unique=True)
+    equipment_id: Mapped[int] = mapped_column(ForeignKey("mes.equipment.id"))
+    starts_at: Mapped[dt.datetime]
+    ends_at: Mapped[dt.datetime]
+    reason: Mapped[str | None]
+
+
+class AuditLog(Base):
+    """Append-only, written by a trigger on the audited tables; see `mes audit verify`."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_record", "table_name", "record_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    at: Mapped[dt.datetime]
+    actor: Mapped[str]
+    table_name: Mapped[str]
+    record_id: Mapped[str]
+    action: Mapped[str]
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    previous_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditChain(Base):
+    __tablename__ = "audit_chain"
+
+    singleton: Mapped[bool] = mapped_column(primary_key=True, server_default=text("true"))
+    last_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_hash: Mapped[bytes] = mapped_column(LargeBinary)
