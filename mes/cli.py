@@ -258,6 +258,25 @@ def collect_status(
     typer.echo(json.dumps(data, indent=1) if as_json else describe_status(data))
 
 
+audit_app = typer.Typer(help="The audit log of changes to orders, runs, lots, quality "
+                                 "records and documents.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+@user_errors
+def audit_verify() -> None:
+    """Check the audit log's hash chain: every record unchanged, none removed."""
+    from transactional.audit import verify_chain
+
+    with session_factory(database_url(get_settings()))() as session:
+        report = verify_chain(session)
+    if not report.intact:
+        problems = "\n".join(f"  - {problem}" for problem in report.broken)
+        raise _fail(f"{report.records} audit records, chain BROKEN:\n{problems}")
+    typer.echo(f"{report.records} audit records, chain intact")
+
+
 def sample_plant() -> Path:
     return Path(str(resources.files("mes") / "samples" / "plant.toml"))
 
