@@ -33,6 +33,7 @@ from mes import migrate
 from mes.db import database_url, engine, session_factory
 from mes.localdb import LocalCluster, LocalDatabaseError
 from mes.settings import get_settings
+from transactional.errors import RuleViolation
 from transactional.plant import LoadReport, load_plant
 from transactional.plant_file import PlantFileError, read_plant_file
 
@@ -61,7 +62,7 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except (PlantFileError, LocalDatabaseError, migrate.MigrationError,
-                PolicyUnavailableError, TagMapError, CollectError) as error:
+                PolicyUnavailableError, TagMapError, CollectError, RuleViolation) as error:
             raise _fail(str(error)) from None
         except IntegrityError as error:
             raise _fail(f"the database refused the change, nothing was written: "
