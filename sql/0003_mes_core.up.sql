@@ -486,6 +486,7 @@ DECLARE
     who text := nullif(current_setting('mes.actor', true), '');
     old_row jsonb := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;
     new_row jsonb := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
+    record_key text := coalesce(new_row, old_row)->>'id';
     chain mes.audit_chain;
     stamp timestamptz := date_trunc('microseconds', clock_timestamp());
     digest bytea;
@@ -495,13 +496,21 @@ BEGIN
         RAISE EXCEPTION 'a change to mes.% needs the acting person: SET LOCAL mes.actor',
             TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
     END IF;
+    IF record_key IS NULL THEN
+        -- A table without an `id` (person_certification): its primary key's values, joined.
+        SELECT string_agg(coalesce(new_row, old_row)->>a.attname, ',' ORDER BY k.ord)
+        INTO record_key
+        FROM pg_index i
+        CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = TG_RELID AND i.indisprimary;
+    END IF;
     SELECT * INTO chain FROM mes.audit_chain FOR UPDATE;
-    digest := mes.audit_digest(chain.last_hash, stamp, who, TG_TABLE_NAME,
-                               coalesce(new_row, old_row)->>'id', lower(TG_OP),
-                               old_row, new_row);
+    digest := mes.audit_digest(chain.last_hash, stamp, who, TG_TABLE_NAME, record_key,
+                               lower(TG_OP), old_row, new_row);
     INSERT INTO mes.audit_log (at, actor, table_name, record_id, action, before, after,
                                previous_hash, hash)
-    VALUES (stamp, who, TG_TABLE_NAME, coalesce(new_row, old_row)->>'id', lower(TG_OP),
+    VALUES (stamp, who, TG_TABLE_NAME, record_key, lower(TG_OP),
             old_row, new_row, chain.last_hash, digest)
     RETURNING id INTO new_id;
     UPDATE mes.audit_chain SET last_id = new_id, last_hash = digest;
