@@ -278,6 +278,77 @@ def audit_verify() -> None:
     typer.echo(f"{report.records} audit records, chain intact")
 
 
+maintenance_app = typer.Typer(help="Maintenance windows from the CMMS; dispatching honours "
+                                   "them.", no_args_is_help=True)
+app.add_typer(maintenance_app, name="maintenance")
+
+
+@maintenance_app.command("import")
+@user_errors
+def maintenance_import(
+    path: Annotated[Path, typer.Argument(
+        help="CMMS export, .json (a list) or .csv, with id, machine, starts_at, ends_at, "
+             "reason")],
+) -> None:
+    """Import maintenance windows (all or nothing; the same file again changes nothing)."""
+    from transactional.maintenance import import_window_file
+
+    with session_factory(database_url())() as session, session.begin():
+        report = import_window_file(session, path)
+    typer.echo(f"{path}: " + ("imported" if report.changed else "already up to date")
+               + f"; {report.summary()}")
+
+
+@maintenance_app.command("list")
+@user_errors
+def maintenance_list(
+    machine: Annotated[str | None, typer.Option(help="only this machine's windows")] = None,
+    all_windows: Annotated[bool, typer.Option(
+        "--all", help="past windows too (default: only those not over yet)")] = False,
+) -> None:
+    """Maintenance windows by start time."""
+    import datetime as dt
+
+    from transactional.maintenance import list_windows
+
+    with session_factory(database_url())() as session:
+        windows = list_windows(session, machine=machine,
+                               ending_after=None if all_windows else dt.datetime.now(dt.UTC))
+    for window in windows:
+        typer.echo(f"{window.external_id:<16} {window.machine:<10} "
+                   f"{window.starts_at.isoformat()} - {window.ends_at.isoformat()}  "
+                   f"{window.reason or ''}".rstrip())
+    if not windows:
+        typer.echo("no maintenance windows")
+
+
+@app.command("dispatch")
+@user_errors
+def dispatch(
+    work_center: Annotated[str, typer.Option("--work-center", help="line code, e.g. L1")],
+    at: Annotated[str | None, typer.Option(
+        help="plan from this time, ISO 8601 with a time zone (default: now)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the list as JSON")] = False,
+) -> None:
+    """What to run next on a line's machines, in order, and what waits and why."""
+    import datetime as dt
+
+    from transactional.dispatch import dispatch_list, render
+
+    start: dt.datetime | None = None
+    if at is not None:
+        try:
+            start = dt.datetime.fromisoformat(at)
+        except ValueError:
+            raise _fail(f"--at: {at!r} is not an ISO 8601 time like "
+                        "2026-12-01T06:00+01:00") from None
+        if start.tzinfo is None:
+            raise _fail(f"--at: {at!r} has no time zone; add one, e.g. +01:00 or Z")
+    with session_factory(database_url())() as session:
+        plan = dispatch_list(session, work_center, start)
+    typer.echo(json.dumps(plan.as_json(), indent=1) if as_json else render(plan))
+
+
 def sample_plant() -> Path:
     return Path(str(resources.files("mes") / "samples" / "plant.toml"))
 
