@@ -211,6 +211,50 @@ def plant_load(path: Annotated[Path, typer.Argument(help="plant file, .toml or .
     typer.echo(report.summary())
 
 
+products_app = typer.Typer(help="Products: routings, bills of materials, inspections, "
+                                "certifications, work instructions.", no_args_is_help=True)
+app.add_typer(products_app, name="products")
+
+
+@products_app.command("load")
+@user_errors
+def products_load(
+    path: Annotated[Path, typer.Argument(help="products file, .toml")],
+    by: Annotated[str, typer.Option(
+        help="who loads it, as the audit log names them")] = "products-file",
+) -> None:
+    """Load product definitions (all or nothing; loading them again changes nothing)."""
+    from transactional.products import load_products, read_products_file
+
+    products = read_products_file(path)
+    with session_factory(database_url())() as session, session.begin():
+        report = load_products(session, products, source=str(path), actor=by)
+    typer.echo(f"{path}: " + ("loaded" if report.changed else "already up to date"))
+    typer.echo(report.summary())
+
+
+erp_app = typer.Typer(help="The exchange with ERP: orders in.", no_args_is_help=True)
+app.add_typer(erp_app, name="erp")
+
+
+@erp_app.command("import")
+@user_errors
+def erp_import(
+    path: Annotated[Path, typer.Argument(
+        help="orders: .xml (B2MML OperationsSchedule), .csv or .json")],
+) -> None:
+    """Import production orders from ERP (all or nothing; the same file again changes
+    nothing; orders already started are not changed)."""
+    from transactional.erp_import import import_orders
+
+    with session_factory(database_url())() as session, session.begin():
+        report = import_orders(session, path)
+    typer.echo(f"{path}: {report.summary()}")
+    for label, codes in (("created", report.created), ("updated", report.updated)):
+        if codes:
+            typer.echo(f"  {label}: {', '.join(codes)}")
+
+
 collect_app = typer.Typer(help="Collect machine data (OPC UA, Modbus) into the hypertables.")
 app.add_typer(collect_app, name="collect")
 
