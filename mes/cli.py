@@ -457,6 +457,145 @@ def simulate(
         raise _fail(str(error)) from None
 
 
+lot_app = typer.Typer(help="Material lots: receive, split, merge, move, hold and release.",
+                      no_args_is_help=True)
+app.add_typer(lot_app, name="lot")
+ActingBadge = Annotated[str, typer.Option(
+    "--by", metavar="BADGE", help="badge of the person acting (for the audit log)")]
+
+
+def _split_parts(parts: list[str]) -> list[tuple[str, float]]:
+    parsed: list[tuple[str, float]] = []
+    for part in parts:
+        code, equals, quantity = part.partition("=")
+        try:
+            parsed.append((code.strip(), float(quantity)))
+        except ValueError:
+            equals = ""
+        if not equals or not code.strip():
+            raise typer.BadParameter(f"{part!r}: write each new lot as CODE=QUANTITY",
+                                     param_hint="--into")
+    return parsed
+
+
+@lot_app.command("location")
+@user_errors
+def lot_location(
+    code: Annotated[str, typer.Argument(help="the storage location's code")],
+    name: Annotated[str, typer.Option(help="what people call it")] = "",
+) -> None:
+    """Add a storage location (a rack, a line-side buffer, the quarantine cage)."""
+    from transactional.lots import add_location
+
+    with session_factory(database_url())() as session, session.begin():
+        add_location(session, code, name)
+    typer.echo(f"storage location {code} added")
+
+
+@lot_app.command("receive")
+@user_errors
+def lot_receive(
+    code: Annotated[str, typer.Argument(help="the new lot's code")],
+    material: Annotated[str, typer.Option(help="material code, e.g. STEEL-COIL")],
+    quantity: Annotated[float, typer.Option(help="in the material's unit")],
+    location: Annotated[str, typer.Option(help="storage location code")],
+    by: ActingBadge,
+) -> None:
+    """Receive a lot of material into a storage location."""
+    from transactional.lots import act_as, describe, receive
+
+    with session_factory(database_url())() as session, session.begin():
+        lot = receive(session, code, material, quantity, location, act_as(session, by))
+        typer.echo(f"received {describe(session, lot)}")
+
+
+@lot_app.command("split")
+@user_errors
+def lot_split(
+    code: Annotated[str, typer.Argument(help="the lot to split")],
+    into: Annotated[list[str], typer.Option(
+        metavar="CODE=QUANTITY", help="a new lot and its quantity; repeat for each")],
+    by: ActingBadge,
+) -> None:
+    """Split quantities off a lot into new lots (same place, same status)."""
+    from transactional.lots import act_as, describe, split
+
+    parts = _split_parts(into)
+    with session_factory(database_url())() as session, session.begin():
+        children = split(session, code, parts, act_as(session, by))
+        for lot in children:
+            typer.echo(f"new {describe(session, lot)}")
+        typer.echo(f"left {describe(session, code)}")
+
+
+@lot_app.command("merge")
+@user_errors
+def lot_merge(
+    codes: Annotated[list[str], typer.Argument(help="the lots to merge, whole")],
+    into: Annotated[str, typer.Option(help="the new lot's code")],
+    by: ActingBadge,
+) -> None:
+    """Merge whole lots of one material, status and location into a new lot."""
+    from transactional.lots import act_as, describe, merge
+
+    with session_factory(database_url())() as session, session.begin():
+        lot = merge(session, codes, into, act_as(session, by))
+        typer.echo(f"merged {', '.join(codes)} into {describe(session, lot)}")
+
+
+@lot_app.command("move")
+@user_errors
+def lot_move(
+    code: Annotated[str, typer.Argument(help="the lot to move")],
+    location: Annotated[str, typer.Argument(help="where it goes")],
+    by: ActingBadge,
+) -> None:
+    """Move a whole lot to another storage location."""
+    from transactional.lots import act_as, describe, move
+
+    with session_factory(database_url())() as session, session.begin():
+        lot = move(session, code, location, act_as(session, by))
+        typer.echo(f"moved {describe(session, lot)}")
+
+
+@lot_app.command("status")
+@user_errors
+def lot_status(
+    code: Annotated[str, typer.Argument(help="the lot")],
+    status: Annotated[str, typer.Argument(
+        help="available, on_hold, quarantined or scrapped")],
+    by: ActingBadge,
+) -> None:
+    """Hold, quarantine, release or scrap a lot."""
+    from transactional.lots import act_as, describe, set_status
+
+    with session_factory(database_url())() as session, session.begin():
+        lot = set_status(session, code, status, act_as(session, by))
+        typer.echo(describe(session, lot))
+
+
+@app.command("trace")
+@user_errors
+def trace_lot(
+    lot: Annotated[str, typer.Argument(help="the lot's code")],
+    forward: Annotated[bool, typer.Option(
+        "--forward", help="only where it went: the lots made from it (a recall)")] = False,
+    backward: Annotated[bool, typer.Option(
+        "--backward", help="only where it came from: its ingredients")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """A lot's whole genealogy, with the machine, operator, order and inspections of each
+    run on the way (both directions unless one is asked for)."""
+    from transactional.genealogy import DIRECTIONS, Direction, render, trace
+
+    directions: tuple[Direction, ...] = DIRECTIONS
+    if forward != backward:
+        directions = ("forward",) if forward else ("backward",)
+    with session_factory(database_url())() as session:
+        found = trace(session, lot, directions)
+    typer.echo(json.dumps(found.to_json(), indent=1) if as_json else render(found))
+
+
 bench_app = typer.Typer(help="Benchmarks: each figure beside its baseline or target.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -490,6 +629,34 @@ def bench_ingest(
     except BenchError as error:
         raise _fail(str(error)) from None
     typer.echo(json.dumps(results) if as_json else render(results))
+
+
+@bench_app.command("trace")
+@user_errors
+def bench_trace(
+    lots: Annotated[int, typer.Option(
+        "--lots", min=2000, help="lots in the synthetic genealogy")] = 1_000_000,
+    traces: Annotated[int, typer.Option(
+        min=10, help="traces timed in each direction")] = 500,
+    seed: Annotated[int, typer.Option(help="the same seed builds the same genealogy")] = 0,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="all figures as one JSON object on stdout")] = False,
+) -> None:
+    """Time six-level genealogy traces over a synthetic plant history of LOTS lots.
+
+    Builds it in a scratch database on the local cluster (bulk COPY, audit triggers off for
+    the load only), times traces backward from finished lots and forward from raw lots, and
+    drops the database."""
+    from transactional.bench import TraceBenchError, render_trace_bench, run_trace_bench
+
+    def progress(message: str) -> None:
+        typer.echo(message, err=True)
+
+    try:
+        results = run_trace_bench(lots, traces, seed, progress)
+    except TraceBenchError as error:
+        raise _fail(str(error)) from None
+    typer.echo(json.dumps(results) if as_json else render_trace_bench(results))
 
 
 if __name__ == "__main__":
