@@ -277,7 +277,7 @@ def _details(trace: Trace, lot: LotInfo, direction: Direction | None) -> list[st
             lines.append("  " + _inspection_text(run.inspections))
     # Forward, a run that consumed the lot but has made nothing from it yet is still where
     # the lot went.
-    if direction in (None, "forward"):
+    if direction in (None, "forward") and "forward" in trace.links:
         linked = {link.run for link in trace.links.get("forward", ())
                   if link.parent == lot.code}
         for run_id, quantity in lot.consumed_by_runs.items():

@@ -133,6 +133,8 @@ def test_forward_trace_finds_everything_made_from_a_coil(history: Session) -> No
     # The running press has taken coil 2 but made nothing yet: still where it went.
     assert "30 kg consumed by run" in tree and "no output lot yet" in tree
     assert "(running)" in tree
+    # Backward only, the coil's consumers are no part of the answer.
+    assert "consumed by" not in render(trace(history, "COIL-2", ["backward"]))
 
 
 def test_both_directions_and_a_lot_without_genealogy(history: Session) -> None:
