@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
@@ -19,6 +20,7 @@ import typer
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from ingest.collect import CollectError, CollectorFiles
 from ingest.health import describe_status
@@ -391,6 +393,273 @@ def dispatch(
     with session_factory(database_url())() as session:
         plan = dispatch_list(session, work_center, start)
     typer.echo(json.dumps(plan.as_json(), indent=1) if as_json else render(plan))
+
+
+# --- Executing work: orders, runs, inspections, nonconformances, labor, instructions ------
+
+order_app = typer.Typer(help="Work orders: release, hold, resume, complete, close, cancel.",
+                        no_args_is_help=True)
+run_app = typer.Typer(help="Operation runs: start, report quantities, complete, show.",
+                      no_args_is_help=True)
+ncr_app = typer.Typer(help="Nonconformances: signed dispositions.", no_args_is_help=True)
+labor_app = typer.Typer(help="Signing on and off at machines.", no_args_is_help=True)
+doc_app = typer.Typer(help="Work instructions: revisions, release, what is served.",
+                      no_args_is_help=True)
+app.add_typer(order_app, name="order")
+app.add_typer(run_app, name="run")
+app.add_typer(ncr_app, name="ncr")
+app.add_typer(labor_app, name="labor")
+app.add_typer(doc_app, name="doc")
+By = Annotated[str, typer.Option(
+    "--by", metavar="BADGE", help="badge of the person acting (the audit log names them)")]
+ORDER_COMMANDS = {"release": "released", "hold": "on_hold", "resume": "in_progress",
+                  "complete": "completed", "close": "closed", "cancel": "cancelled"}
+
+
+@contextmanager
+def _acting(by: str) -> Iterator[Session]:
+    """One command, one transaction, with the acting person named for the audit log."""
+    from transactional.audit import acting
+    from transactional.labor import person_by_badge
+
+    with session_factory(database_url())() as session, session.begin():
+        person_by_badge(session, by)
+        acting(session, by)
+        yield session
+
+
+def _order_command(verb: str, to_status: str) -> None:
+    @order_app.command(verb, help=f"Move a work order to {to_status.replace('_', ' ')}.")
+    @user_errors
+    def command(
+        code: Annotated[str, typer.Argument(help="the order's code")],
+        by: By,
+        expected_version: Annotated[int | None, typer.Option(
+            help="refuse if the order changed since you saw this version")] = None,
+    ) -> None:
+        from transactional.orders import transition
+
+        with _acting(by) as session:
+            order = transition(session, code, to_status, expected_version)
+            typer.echo(f"order {code}: {order.status} (version {order.version})")
+
+
+for _verb, _status in ORDER_COMMANDS.items():
+    _order_command(_verb, _status)
+
+
+@run_app.command("start")
+@user_errors
+def run_start(
+    order: Annotated[str, typer.Argument(help="work order code")],
+    operation: Annotated[str, typer.Argument(help="operation code of the order's routing")],
+    machine: Annotated[str, typer.Argument(help="machine code")],
+    by: Annotated[str, typer.Option("--by", metavar="BADGE", help="the operator's badge")],
+) -> None:
+    """Start an operation of an order on a machine; shows the work instruction to follow."""
+    from transactional.models import DocumentRevision
+    from transactional.orders import start_run
+
+    with _acting(by) as session:
+        run = start_run(session, order, operation, machine, by)
+        typer.echo(f"run {run.id} started: operation {operation} of order {order} on "
+                   f"{machine}, operator {by}, {run.planned_quantity:g} planned")
+        if run.document_revision_id is not None:
+            served = session.get_one(DocumentRevision, run.document_revision_id)
+            typer.echo(f"work instruction, revision {served.revision}:\n{served.content}")
+
+
+@run_app.command("report")
+@user_errors
+def run_report(
+    run: Annotated[int, typer.Argument(help="the run's number")],
+    by: By,
+    good: Annotated[float, typer.Option(min=0, help="good units made")] = 0,
+    scrap: Annotated[float, typer.Option(min=0, help="units scrapped")] = 0,
+) -> None:
+    """Add good and scrap quantities to a running run."""
+    from transactional.orders import report
+
+    with _acting(by) as session:
+        reported = report(session, run, good, scrap)
+        typer.echo(f"run {run}: {reported.good_quantity:g} good, "
+                   f"{reported.scrap_quantity:g} scrap of {reported.planned_quantity:g} planned")
+
+
+def _echo_actuals(session: Session, run: int) -> None:
+    from transactional.labor import labor_hours
+    from transactional.orders import run_performance
+
+    actual = run_performance(session, run)
+    hours = labor_hours(session, run)
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:+.1f} %"
+
+    cycle = actual.actual_cycle_seconds
+    typer.echo(f"run {run} ({actual.status}): {actual.good_quantity:g} good, "
+               f"{actual.scrap_quantity:g} scrap of {actual.planned_quantity:g} planned "
+               f"({pct(actual.quantity_deviation_pct)})")
+    typer.echo(f"  cycle time {'-' if cycle is None else f'{cycle:.2f} s'} per good unit, "
+               f"standard {actual.standard_cycle_seconds:g} s "
+               f"({pct(actual.cycle_deviation_pct)})")
+    typer.echo(f"  labor {hours.actual_hours:.2f} h by {hours.people} people, standard "
+               f"{hours.standard_hours:.2f} h")
+
+
+@run_app.command("complete")
+@user_errors
+def run_complete(
+    run: Annotated[int, typer.Argument(help="the run's number")],
+    by: By,
+    lot: Annotated[str | None, typer.Option(help="make the good quantity into this new lot")]
+    = None,
+    location: Annotated[str | None, typer.Option(help="where the new lot goes")] = None,
+) -> None:
+    """Complete a run (refused until its inspections have their samples)."""
+    from transactional.orders import complete_run
+
+    with _acting(by) as session:
+        complete_run(session, run, by, lot, location)
+        _echo_actuals(session, run)
+        if lot is not None:
+            typer.echo(f"  output lot {lot}")
+
+
+@run_app.command("show")
+@user_errors
+def run_show(run: Annotated[int, typer.Argument(help="the run's number")]) -> None:
+    """A run's quantities, cycle time and labor against plan and standard."""
+    with session_factory(database_url())() as session:
+        _echo_actuals(session, run)
+
+
+@app.command("inspect")
+@user_errors
+def inspect_sample(
+    run: Annotated[int, typer.Argument(help="the run's number")],
+    characteristic: Annotated[str, typer.Argument(help="as the inspection plan names it")],
+    sample: Annotated[int, typer.Argument(help="sample number, from 1")],
+    value: Annotated[float, typer.Argument(help="the measured value")],
+    by: By,
+    lot: Annotated[str | None, typer.Option(help="the lot the sample was taken from")] = None,
+) -> None:
+    """Record a measured sample; out of spec, the lot goes on hold and an NCR opens."""
+    from transactional.quality import describe_nonconformance, record_inspection
+
+    with _acting(by) as session:
+        outcome = record_inspection(session, run, characteristic, sample, value, by, lot)
+        if outcome.result.within_spec:
+            typer.echo(f"run {run}: '{characteristic}' sample {sample} = {value:g}, within spec")
+        for ncr in outcome.nonconformances:
+            typer.echo(f"OUT OF SPEC: {describe_nonconformance(session, ncr)}")
+
+
+@ncr_app.command("disposition")
+@user_errors
+def ncr_disposition(
+    code: Annotated[str, typer.Argument(help="the nonconformance, e.g. NCR-000012")],
+    decision: Annotated[str, typer.Argument(help="use_as_is, rework or scrap")],
+    by: By,
+    meaning: Annotated[str, typer.Option(help="what your signature means, in words")],
+    comment: Annotated[str | None, typer.Option(help="why")] = None,
+) -> None:
+    """Decide a nonconformance (quality personnel only), signed electronically."""
+    from transactional.quality import disposition
+
+    with _acting(by) as session:
+        decided = disposition(session, code, decision.replace("-", "_"), by, meaning, comment)
+        typer.echo(f"{code}: {decided.decision}, signed by {by} ('{meaning}', signature "
+                   f"{decided.signature_id})")
+
+
+@ncr_app.command("verify")
+@user_errors
+def ncr_verify(code: Annotated[str, typer.Argument(help="the nonconformance")]) -> None:
+    """Check that a dispositioned nonconformance is unchanged since it was signed."""
+    from transactional.quality import signature_of, verify_signature
+
+    with session_factory(database_url())() as session:
+        check = verify_signature(session, signature_of(session, code))
+    if not check.intact:
+        raise _fail(check.detail)
+    typer.echo(check.detail)
+
+
+@labor_app.command("on")
+@user_errors
+def labor_on(
+    badge: Annotated[str, typer.Argument(help="who signs on")],
+    machine: Annotated[str, typer.Argument(help="at which machine")],
+    by: Annotated[str | None, typer.Option(
+        "--by", metavar="BADGE", help="who does it, if not the person themselves")] = None,
+) -> None:
+    """Sign a person on at a machine."""
+    from transactional.labor import sign_on
+
+    with _acting(by or badge) as session:
+        sign_on(session, badge, machine)
+        typer.echo(f"{badge} signed on at {machine}")
+
+
+@labor_app.command("off")
+@user_errors
+def labor_off(
+    badge: Annotated[str, typer.Argument(help="who signs off")],
+    by: Annotated[str | None, typer.Option(
+        "--by", metavar="BADGE", help="who does it, if not the person themselves")] = None,
+) -> None:
+    """Sign a person off wherever they are signed on."""
+    from transactional.labor import sign_off
+
+    with _acting(by or badge) as session:
+        closed = sign_off(session, badge)
+        assert closed.signed_off_at is not None
+        hours = (closed.signed_off_at - closed.signed_on_at).total_seconds() / 3600
+        typer.echo(f"{badge} signed off after {hours:.2f} h")
+
+
+@doc_app.command("add")
+@user_errors
+def doc_add(
+    code: Annotated[str, typer.Argument(help="the document's code, e.g. WI-PRESS")],
+    content: Annotated[Path, typer.Argument(
+        help="file with the revision's text", exists=True, dir_okay=False)],
+    by: By,
+    title: Annotated[str | None, typer.Option(help="for a new document")] = None,
+) -> None:
+    """Add a draft revision of a work instruction."""
+    from transactional.documents import add_revision
+
+    with _acting(by) as session:
+        revision = add_revision(session, code, content.read_text(), title)
+        typer.echo(f"{code} revision {revision.revision}: draft")
+
+
+@doc_app.command("release")
+@user_errors
+def doc_release(
+    code: Annotated[str, typer.Argument(help="the document's code")],
+    revision: Annotated[int, typer.Argument(help="the draft revision to release")],
+    by: By,
+) -> None:
+    """Release a draft revision; the one released before is superseded."""
+    from transactional.documents import release
+
+    with _acting(by) as session:
+        release(session, code, revision, by)
+        typer.echo(f"{code} revision {revision}: released")
+
+
+@doc_app.command("show")
+@user_errors
+def doc_show(code: Annotated[str, typer.Argument(help="the document's code")]) -> None:
+    """The revision operators are served now."""
+    from transactional.documents import served_revision
+
+    with session_factory(database_url())() as session:
+        served = served_revision(session, code)
+        typer.echo(f"{code} revision {served.revision}:\n{served.content}")
 
 
 def sample_plant() -> Path:
