@@ -666,6 +666,24 @@ def sample_plant() -> Path:
     return Path(str(resources.files("mes") / "samples" / "plant.toml"))
 
 
+def _demo_orders() -> None:
+    """The sample products, three orders from an ERP file (B2MML) and a CMMS's maintenance
+    windows, each all or nothing and idempotent like their commands."""
+    from transactional.erp_import import import_orders
+    from transactional.maintenance import import_window_file
+    from transactional.products import load_products, read_products_file
+
+    samples = sample_plant().parent
+    products = read_products_file(samples / "products.toml")
+    with session_factory(database_url())() as session, session.begin():
+        loaded = load_products(session, products, source="sample products")
+        orders = import_orders(session, samples / "orders.xml")
+        windows = import_window_file(session, samples / "maintenance.json")
+    typer.echo("sample products: " + ("loaded" if loaded.changed else "already loaded"))
+    typer.echo(f"sample ERP orders (B2MML) {samples / 'orders.xml'}: {orders.summary()}")
+    typer.echo(f"sample maintenance windows: {windows.summary()}")
+
+
 @app.command("demo")
 @user_errors
 def demo(
@@ -680,6 +698,7 @@ def demo(
     path = sample_plant()
     report = _load(path)
     typer.echo(f"sample plant {path}: " + ("loaded" if report.changed else "already loaded"))
+    _demo_orders()
     db_status()
     if seconds > 0:
         typer.echo("")
@@ -693,6 +712,9 @@ def demo(
         "  .venv/bin/mes simulate --tag-map-out tags.toml   (serves the plant until Ctrl-C)\n"
         "  .venv/bin/mes collect --tag-map tags.toml        (collects it; "
         "`mes collect status` shows how)\n"
+        "  .venv/bin/mes order release 4711 --by 3001 && .venv/bin/mes dispatch "
+        "--work-center L1\n"
+        "  .venv/bin/mes audit verify | .venv/bin/mes trace LOT\n"
         "  .venv/bin/mes db status | .venv/bin/mes db retention --older-than 90d --dry-run\n"
         "  .venv/bin/mes db down   (stops the local database)"
     )

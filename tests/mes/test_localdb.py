@@ -115,11 +115,16 @@ def test_demo_migrates_loads_the_sample_plant_and_shows_data_arriving(
             "FROM ts.equipment_state s JOIN mes.equipment e ON e.id = s.equipment_id, "
             "     mes.equipment l1 WHERE l1.code = 'L1'")).one()
     assert machines == 8
+    assert "sample ERP orders (B2MML)" in result.output and "3 created" in result.output
+    with engine(empty_db).connect() as conn:
+        orders = conn.execute(text("SELECT code, status FROM mes.work_order ORDER BY code"))
+        assert orders.all() == [("4711", "created"), ("4712", "created"), ("4713", "created")]
     assert opcua >= 4 and modbus >= 4
     table = result.output[result.output.index("machine    state now"):]
     assert len([line for line in table.splitlines() if line.startswith(("PRESS", "PACK"))]) == 3
 
     again = runner.invoke(app, ["demo", "--seconds", "0"], env=env)
+    assert "0 created, 0 updated, 3 unchanged" in again.output
     assert again.exit_code == 0, again.output
     assert "already loaded" in again.output
 
