@@ -507,6 +507,24 @@ def _echo_actuals(session: Session, run: int) -> None:
                f"{hours.standard_hours:.2f} h")
 
 
+@run_app.command("consume")
+@user_errors
+def run_consume(
+    run: Annotated[int, typer.Argument(help="the run's number")],
+    lot: Annotated[str, typer.Argument(help="the lot the material comes from")],
+    quantity: Annotated[float, typer.Argument(help="how much, in the material's unit")],
+    by: By,
+) -> None:
+    """Take material from an available lot into a running run (only a material the
+    operation's bill of materials asks for)."""
+    from transactional.lots import consume, person_by_badge
+
+    with _acting(by) as session:
+        taken = consume(session, lot, quantity, run, person_by_badge(session, by).id)
+        typer.echo(f"run {run}: {quantity:g} taken from lot {lot}, {taken.quantity:g} left "
+                   f"({taken.status})")
+
+
 @run_app.command("complete")
 @user_errors
 def run_complete(

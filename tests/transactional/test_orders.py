@@ -531,11 +531,17 @@ def test_a_shift_on_the_command_line(session: Session, floor: ShopFloor, use_dat
         "approved for use as is")
     assert f"matches {code[1]} as signed" in mes("ncr", "verify", code[1])
 
+    mes("lot", "receive", "COIL-9", "--material", "STEEL-COIL", "--quantity", "100",
+        "--location", "WIP-L1", "--by", "1001")
+    assert "run 1: 20 taken from lot COIL-9, 80 left (available)" in mes(
+        "run", "consume", "1", "COIL-9", "20", "--by", "1001")
+    assert "wanted" in mes("run", "consume", "1", "COIL-9", "200", "--by", "1001", fails=True)
     completed = mes("run", "complete", "1", "--by", "1001", "--lot", "BRK-1",
                     "--location", "WIP-L1")
     assert "run 1 (completed): 50 good, 1 scrap of 100 planned (-50.0 %)" in completed
     assert "output lot BRK-1" in completed
     assert "1001 signed off after" in mes("labor", "off", "1001")
+    assert "consumed 20 kg in run 1 <- COIL-9" in mes("trace", "BRK-1", "--backward")
 
     instruction = tmp_path / "wi-press-2.txt"
     instruction.write_text("Rev 2: deburr the edge as well.")
