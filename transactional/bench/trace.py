@@ -8,25 +8,19 @@ whatever happens. It measures; it changes nothing outside its scratch database.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
-import secrets
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
-from mes import migrate
-from mes.db import engine, session_factory
-from mes.localdb import LocalCluster, create_database
-from mes.settings import get_settings
+from mes.db import session_factory
+from mes.scratch import running_local_cluster, scratch_database
 from transactional.bench.history import (
     FINISHED,
     RAW,
@@ -57,44 +51,6 @@ WHERE l.quantity <> coalesce(m.moved, 0)
 
 class TraceBenchError(RuntimeError):
     """The trace bench cannot run; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Scratch:
-    name: str
-    url: str
-    admin_url: str
-
-
-def _local_cluster() -> LocalCluster:
-    settings = get_settings()
-    if settings.database_url:
-        raise TraceBenchError(
-            "the trace bench needs the project's local database cluster: its bulk load runs "
-            "as the superuser with triggers off, which an external server "
-            "(MES_DATABASE_URL) does not allow. Unset MES_DATABASE_URL and start the local "
-            "cluster with `mes db up`.")
-    cluster = LocalCluster.from_settings(settings)
-    if not cluster.is_running():
-        raise TraceBenchError(f"the local database cluster in {cluster.home} is not "
-                              "running: start it with `mes db up`")
-    return cluster
-
-
-@contextlib.contextmanager
-def _scratch_database(cluster: LocalCluster) -> Iterator[Scratch]:
-    name = f"mes_bench_trace_{secrets.token_hex(5)}"
-    url = cluster.url(name)
-    try:
-        with psycopg.connect(cluster.admin_url(), autocommit=True) as admin:
-            create_database(admin, name)
-        migrate.upgrade(url)
-        yield Scratch(name, url, cluster.admin_url(name))
-    finally:
-        engine(url).dispose()
-        with psycopg.connect(cluster.admin_url(), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
 
 
 def percentile(values: Sequence[float], share: float) -> float:
@@ -147,11 +103,13 @@ def run_trace_bench(lots: int, traces: int, seed: int, progress: Progress) -> di
     """Build the history, time the traces, drop the database; every figure in a dict."""
     if lots < 2000:
         raise TraceBenchError(f"--lots {lots}: at least 2,000 lots make six levels")
-    cluster = _local_cluster()
+    cluster = running_local_cluster(
+        "trace bench", "its bulk load runs as the superuser with triggers off",
+        TraceBenchError)
     started = time.monotonic()
     results: dict[str, Any] = {"sizes": {"lots": lots, "traces": traces, "seed": seed,
                                          "warmup_traces": WARMUP_TRACES}}
-    with _scratch_database(cluster) as scratch:
+    with scratch_database(cluster, "mes_bench_trace") as scratch:
         results["database"] = scratch.name
         progress(f"scratch database {scratch.name}: sample plant and the bracket's routing")
         with session_factory(scratch.url)() as session:
