@@ -65,8 +65,10 @@ class LoadReport:
                 f"deleted: {fmt(self.deleted)}")
 
 
-class _Table:
-    """The rows of one table already in the database, by natural key, with upsert."""
+class KeyedRows:
+    """The rows of one table already in the database, by natural key: `put` creates a row,
+    updates the columns that differ, or leaves an equal row untouched (so a reload writes
+    nothing)."""
 
     def __init__(self, session: Session, report: LoadReport, model: type[M],
                  key: Callable[[M], Hashable]) -> None:
@@ -151,8 +153,8 @@ class _Loader:
         self.session = session
         self.report = report
 
-    def table(self, model: type[M], key: Callable[[M], Hashable]) -> _Table:
-        return _Table(self.session, self.report, model, key)
+    def table(self, model: type[M], key: Callable[[M], Hashable]) -> KeyedRows:
+        return KeyedRows(self.session, self.report, model, key)
 
     def load(self, plant: PlantDefinition) -> None:
         reasons = self._downtime_reasons(plant)

@@ -48,7 +48,7 @@ from transactional.models import (
     ProductDefinition,
     RoutingOperation,
 )
-from transactional.plant import LoadReport
+from transactional.plant import KeyedRows, LoadReport
 from transactional.plant_file import Code, Name
 
 PG_INT_MAX = 2**31 - 1
@@ -353,46 +353,6 @@ def _check_removals(session: Session, products: ProductsDefinition) -> list[str]
 
 # -- writing ----------------------------------------------------------------------------------
 
-class _Rows:
-    """The rows of one table by natural key: `put` creates a row, updates the columns that
-    differ, or leaves an equal row untouched (so a reload writes nothing)."""
-
-    def __init__(self, session: Session, report: LoadReport, model: type[Base],
-                 key: Callable[[Any], Hashable]) -> None:
-        self.session = session
-        self.report = report
-        self.model: type[Any] = model
-        self.key = key
-        self.rows: dict[Hashable, Any] = {key(row): row for row in session.scalars(select(model))}
-        self.seen: set[Hashable] = set()
-
-    def put(self, **values: Any) -> Any:
-        probe = self.model(**values)
-        natural_key = self.key(probe)
-        self.seen.add(natural_key)
-        row = self.rows.get(natural_key)
-        table = self.model.__tablename__
-        if row is None:
-            self.session.add(probe)
-            self.rows[natural_key] = probe
-            self.report.created[table] += 1
-            return probe
-        changed = {column: value for column, value in values.items()
-                   if getattr(row, column) != value}
-        for column, value in changed.items():
-            setattr(row, column, value)
-        if changed:
-            self.report.updated[table] += 1
-        return row
-
-    def delete_unseen(self, within: Callable[[Any], bool]) -> None:
-        for natural_key, row in list(self.rows.items()):
-            if natural_key not in self.seen and within(row):
-                self.session.delete(row)
-                del self.rows[natural_key]
-                self.report.deleted[self.model.__tablename__] += 1
-
-
 def load_products(session: Session, products: ProductsDefinition, source: str = "products file",
                   actor: str = "products-file") -> LoadReport:
     """Create or update everything `products` defines; returns what changed.
@@ -419,8 +379,8 @@ class _Writer:
         self.session = session
         self.report = report
 
-    def rows(self, model: type[Base], key: Callable[[Any], Hashable]) -> _Rows:
-        return _Rows(self.session, self.report, model, key)
+    def rows(self, model: type[Base], key: Callable[[Any], Hashable]) -> KeyedRows:
+        return KeyedRows(self.session, self.report, model, key)
 
     def _ids(self, model: type[Any]) -> dict[str, int]:
         return dict(self.session.execute(select(model.code, model.id)).all())
@@ -504,7 +464,7 @@ class _Writer:
         self.session.flush()
 
     def _make_room_for_sequences(self, product_id: int, product: ProductDef,
-                                 operations: _Rows) -> None:
+                                 operations: KeyedRows) -> None:
         """Operations that move to another sequence number, and dropped ones in the way of a
         new one, step aside first: two operations that swap places would otherwise collide on
         the (product, sequence) key on the way."""
