@@ -24,6 +24,7 @@ from transactional.errors import (
     RuleViolation,
 )
 from transactional.labor import is_signed_on, machine_by_code, person_by_badge
+from transactional.lookup import fresh_one
 from transactional.lots import output_material_id, produce
 from transactional.models import (
     Certification,
@@ -57,28 +58,13 @@ STARTABLE: frozenset[WorkOrderStatus] = frozenset({"released", "in_progress"})
 
 
 def order_by_code(session: Session, code: str, *, lock: bool = False) -> WorkOrder:
-    # Read afresh: a session may hold an older copy, and a change committed meanwhile (by
-    # the holder of the row lock this waits for) must be seen.
-    query = (select(WorkOrder).where(WorkOrder.code == code)
-             .execution_options(populate_existing=True))
-    if lock:
-        # FOR NO KEY UPDATE: rows that only refer to the order do not wait for it.
-        query = query.with_for_update(key_share=True)
-    order = session.scalars(query).one_or_none()
-    if order is None:
-        raise NotFound(f"no work order {code}")
-    return order
+    return fresh_one(session, select(WorkOrder).where(WorkOrder.code == code), lock=lock,
+                     missing=f"no work order {code}")
 
 
 def run_by_id(session: Session, run_id: int, *, lock: bool = False) -> OperationRun:
-    query = (select(OperationRun).where(OperationRun.id == run_id)
-             .execution_options(populate_existing=True))
-    if lock:
-        query = query.with_for_update(key_share=True)
-    run = session.scalars(query).one_or_none()
-    if run is None:
-        raise NotFound(f"no operation run {run_id}")
-    return run
+    return fresh_one(session, select(OperationRun).where(OperationRun.id == run_id),
+                     lock=lock, missing=f"no operation run {run_id}")
 
 
 def _now(session: Session) -> dt.datetime:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from transactional.errors import IllegalTransition, NotFound, NotPermitted, RuleViolation
 from transactional.labor import in_class, person_by_badge
+from transactional.lookup import fresh_one
 from transactional.lots import set_status as set_lot_status
 from transactional.models import (
     Decision,
@@ -166,14 +167,8 @@ def hold_for_open_nonconformances(session: Session, run: OperationRun, lot: Mate
 
 
 def ncr_by_code(session: Session, code: str, *, lock: bool = False) -> Nonconformance:
-    query = (select(Nonconformance).where(Nonconformance.code == code)
-             .execution_options(populate_existing=True))
-    if lock:
-        query = query.with_for_update(key_share=True)
-    ncr = session.scalars(query).one_or_none()
-    if ncr is None:
-        raise NotFound(f"no nonconformance {code}")
-    return ncr
+    return fresh_one(session, select(Nonconformance).where(Nonconformance.code == code),
+                     lock=lock, missing=f"no nonconformance {code}")
 
 
 def _canonical(value: Any) -> Any:
