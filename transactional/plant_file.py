@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -249,7 +249,8 @@ def read_plant_file(path: Path) -> PlantDefinition:
     try:
         plant = PlantDefinition.model_validate(raw)
     except ValidationError as error:
-        raise PlantFileError(path, [_describe(raw, e) for e in error.errors()]) from None
+        raise PlantFileError(path, [describe_validation_error(raw, e)
+                                    for e in error.errors()]) from None
     problems = check_references(plant)
     if problems:
         raise PlantFileError(path, problems)
@@ -284,17 +285,22 @@ def _parse(path: Path) -> Any:
     raise PlantFileError(path, [f"unknown file type {suffix!r}: use .toml, .yaml or .yml"])
 
 
-def _describe(raw: Any, error: Any) -> str:
-    """'machines[2] (N-L1-M3).signals[0].kind: Input should be ...' from a pydantic error."""
+def _code_label(node: Any) -> str:
+    if isinstance(node, dict) and isinstance(node.get("code"), str):
+        return f" ({node['code']})"
+    return ""
+
+
+def describe_validation_error(raw: Any, error: Any,
+                              label: Callable[[Any], str] = _code_label) -> str:
+    """'machines[2] (N-L1-M3).signals[0].kind: Input should be ...' from a pydantic error;
+    `label` names a list entry (by default its code)."""
     parts: list[str] = []
     node = raw
     for item in error["loc"]:
         if isinstance(item, int):
-            label = f"[{item}]"
             node = node[item] if isinstance(node, list) and item < len(node) else None
-            if isinstance(node, dict) and isinstance(node.get("code"), str):
-                label += f" ({node['code']})"
-            parts.append(label)
+            parts.append(f"[{item}]{label(node)}")
         else:
             parts.append(("." if parts else "") + str(item))
             node = node.get(item) if isinstance(node, dict) else None

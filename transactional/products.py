@@ -49,7 +49,7 @@ from transactional.models import (
     RoutingOperation,
 )
 from transactional.plant import KeyedRows, LoadReport
-from transactional.plant_file import Code, Name
+from transactional.plant_file import Code, Name, describe_validation_error
 
 PG_INT_MAX = 2**31 - 1
 
@@ -167,7 +167,8 @@ def read_products_file(path: Path) -> ProductsDefinition:
     try:
         products = ProductsDefinition.model_validate(raw)
     except ValidationError as error:
-        raise ProductsFileError(path, [_describe(raw, e) for e in error.errors()]) from None
+        raise ProductsFileError(path, [describe_validation_error(raw, e, _label)
+                                          for e in error.errors()]) from None
     problems = check_products(products)
     if problems:
         raise ProductsFileError(path, problems)
@@ -182,25 +183,6 @@ def _label(node: Any) -> str:
         if isinstance(node.get("person"), str):
             return f" ({node['person']}, {node.get('certification')})"
     return ""
-
-
-def _describe(raw: Any, error: Any) -> str:
-    """'products[0] (BRACKET-A).operations[1] (FINISH).setup_seconds: ...' from pydantic."""
-    parts: list[str] = []
-    node = raw
-    for item in error["loc"]:
-        if isinstance(item, int):
-            node = node[item] if isinstance(node, list) and item < len(node) else None
-            parts.append(f"[{item}]{_label(node)}")
-        else:
-            parts.append(("." if parts else "") + str(item))
-            node = node.get(item) if isinstance(node, dict) else None
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "missing":
-        message = "missing field"
-    elif error["type"] == "extra_forbidden":
-        message = "unknown field (misspelt?)"
-    return f"{''.join(parts) or '(top level)'}: {message}"
 
 
 def _duplicates(where: str, values: Iterable[Hashable], what: str) -> list[str]:
