@@ -8,14 +8,19 @@ through binary COPY, not through these objects.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     Double,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
     Table,
+    Text,
     text,
 )
 from sqlalchemy.dialects.postgresql import TIMESTAMP
@@ -51,4 +56,48 @@ production_count = Table(
     Column("reject", Integer, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("equipment_id", "ts", name="pk_production_count"),
     CheckConstraint("good >= 0 AND reject >= 0", name="ck_production_count_non_negative"),
+)
+
+# The plant tables the collection records point at, as far as the foreign keys need them.
+Table("equipment", metadata, Column("id", Integer, primary_key=True), schema="mes")
+Table("signal", metadata, Column("id", Integer, primary_key=True), schema="mes")
+
+COLLECTION_GAP_CAUSES = ("source_lost", "collector_stopped", "collector_crashed",
+                         "spool_overflow")
+
+collection_gap = Table(
+    "collection_gap", metadata,
+    Column("id", BigInteger, Identity(always=False), nullable=False),
+    Column("equipment_id", Integer, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("gap_start", TIMESTAMP(timezone=True), nullable=False),
+    Column("gap_end", TIMESTAMP(timezone=True)),
+    Column("cause", Text, nullable=False),
+    PrimaryKeyConstraint("id", name="pk_collection_gap"),
+    ForeignKeyConstraint(["equipment_id"], ["mes.equipment.id"],
+                         name="fk_collection_gap_equipment_id_equipment"),
+    CheckConstraint("cause IN ('source_lost', 'collector_stopped', 'collector_crashed', "
+                    "'spool_overflow')", name="ck_collection_gap_cause"),
+    CheckConstraint("gap_end IS NULL OR gap_end >= gap_start", name="ck_collection_gap_order"),
+    Index("ix_collection_gap_equipment_id_gap_start", "equipment_id", "gap_start"),
+    Index("uq_collection_gap_open", "equipment_id", "source", unique=True,
+          postgresql_where=text("gap_end IS NULL")),
+)
+
+counter_discontinuity = Table(
+    "counter_discontinuity", metadata,
+    Column("id", BigInteger, Identity(always=False), nullable=False),
+    Column("ts", TIMESTAMP(timezone=True), nullable=False),
+    Column("signal_id", Integer, nullable=False),
+    Column("old_value", BigInteger, nullable=False),
+    Column("new_value", BigInteger, nullable=False),
+    Column("decision", Text, nullable=False),
+    Column("counted", BigInteger, nullable=False),
+    PrimaryKeyConstraint("id", name="pk_counter_discontinuity"),
+    ForeignKeyConstraint(["signal_id"], ["mes.signal.id"],
+                         name="fk_counter_discontinuity_signal_id_signal"),
+    CheckConstraint("decision IN ('rollover', 'reset', 'rebase')",
+                    name="ck_counter_discontinuity_decision"),
+    CheckConstraint("counted >= 0", name="ck_counter_discontinuity_counted"),
+    Index("ix_counter_discontinuity_signal_id_ts", "signal_id", "ts"),
 )

@@ -17,10 +17,16 @@ def _differences(url: str, metadata: MetaData) -> list[Any]:
     def only_this_schema(name: str | None, type_: str, _parent: Any) -> bool:
         return type_ != "schema" or name == metadata.schema
 
+    def only_this_schemas_tables(obj: Any, _name: str | None, type_: str, _reflected: bool,
+                                 _compare_to: Any) -> bool:
+        # Tables of other schemas stand in a metadata only as foreign keys' targets.
+        return type_ != "table" or obj.schema in (None, metadata.schema)
+
     with engine(url).connect() as conn:
         context = MigrationContext.configure(conn, opts={
             "include_schemas": True,
             "include_name": only_this_schema,
+            "include_object": only_this_schemas_tables,
             "compare_type": True,
             "compare_server_default": True,
         })

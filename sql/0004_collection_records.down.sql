@@ -1,0 +1,1 @@
+DROP TABLE ts.counter_discontinuity, ts.collection_gap;
