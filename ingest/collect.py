@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Any
 
 import psycopg
 
-from ingest.health import Health, write_status
+from ingest.gaps import GapKeeper, RunRecord, resume
+from ingest.health import Health, write_signals, write_status
 from ingest.modbus import ModbusCollector
 from ingest.opcua import OpcUaCollector
 from ingest.spool import Spool
@@ -54,6 +56,16 @@ class CollectorFiles:
     @property
     def status(self) -> Path:
         return self.directory / "status.json"
+
+    @property
+    def signals(self) -> Path:
+        """Per signal: the last value received and when (`mes collect status --signals`)."""
+        return self.directory / "signals.json"
+
+    @property
+    def run_record(self) -> RunRecord:
+        return RunRecord(marker=self.directory / "running.pid",
+                         progress=self.directory / "progress.json")
 
 
 def plant_signals(url: str, files: CollectorFiles,
@@ -102,20 +114,38 @@ class Collection:
     opcua: list[OpcUaCollector]
     modbus: list[ModbusCollector]
     health: Health
+    gaps: GapKeeper
+
+
+def machines_by_source(tag_map: TagMap) -> dict[str, dict[int, str]]:
+    """source name -> {equipment id: machine code} of the signals it delivers."""
+    machines: dict[str, dict[int, str]] = {}
+    for binding in tag_map.bindings:
+        machines.setdefault(binding.source, {})[binding.signal.equipment_id] = (
+            binding.signal.equipment_code)
+    return machines
 
 
 def build(tag_map: TagMap, url: str, files: CollectorFiles, *, spool_max_bytes: int,
           flush_rows: int = DEFAULT_FLUSH_ROWS, flush_seconds: float = 0.05,
           role: str | None = None) -> Collection:
     health = Health()
+    files.directory.mkdir(parents=True, exist_ok=True)
+    record = files.run_record
     writer = Writer(url, Spool(files.spool, spool_max_bytes), health,
                     carry_over_path=files.carry_over, flush_rows=flush_rows,
-                    flush_seconds=flush_seconds, role=role)
+                    flush_seconds=flush_seconds, role=role,
+                    equipment_of={b.signal.signal_id: b.signal.equipment_id
+                                  for b in tag_map.bindings},
+                    on_durable=record.write_progress)
+    gaps = GapKeeper(writer, machines_by_source(tag_map))
     return Collection(
         writer=writer,
-        opcua=[OpcUaCollector(source, writer, health) for source in tag_map.opcua],
-        modbus=[ModbusCollector(device, writer, health) for device in tag_map.modbus],
+        opcua=[OpcUaCollector(source, writer, health, gaps=gaps) for source in tag_map.opcua],
+        modbus=[ModbusCollector(device, writer, health, gaps=gaps)
+                for device in tag_map.modbus],
         health=health,
+        gaps=gaps,
     )
 
 
@@ -123,39 +153,56 @@ async def run(collection: Collection, stop: asyncio.Event, files: CollectorFiles
               *, status_seconds: float = 1.0, log_seconds: float = 10.0,
               on_status: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
               ) -> None:
-    """Collect until `stop` is set, then store or spool everything still queued."""
+    """Collect until `stop` is set, then store or spool everything still queued.
+
+    With `files`, the gaps of the previous run are taken over (a crash is found by the run
+    marker it left) and a clean stop records its own gaps for the next start to close."""
     writer = collection.writer
+    record = files.run_record if files is not None else None
+    if record is not None:
+        sources = [c.name for c in collection.opcua] + [c.name for c in collection.modbus]
+        writer.durable.update(resume(collection.gaps, record, sources))
+        record.started()
     async with asyncio.TaskGroup() as group:
         writing = group.create_task(writer.run())
         runners: list[Callable[[], Coroutine[Any, Any, None]]] = [
             *(c.run for c in collection.opcua), *(c.run for c in collection.modbus)]
-        sources = [group.create_task(run_source()) for run_source in runners]
-        reporting = group.create_task(_report(collection.health, files, status_seconds,
+        source_tasks = [group.create_task(run_source()) for run_source in runners]
+        reporting = group.create_task(_report(collection, files, status_seconds,
                                               log_seconds, on_status))
         await stop.wait()
-        for task in sources:
+        for task in source_tasks:
             task.cancel()
-        await asyncio.gather(*sources, return_exceptions=True)
+        await asyncio.gather(*source_tasks, return_exceptions=True)
+        if record is not None:
+            collection.gaps.stopping(writer.last_seen)
         await writer.close()
         await writing
         reporting.cancel()
-    collection.health.running = False
-    for name in collection.health.sources:
-        collection.health.sources[name] = "stopped"
-    if files is not None:
-        write_status(files.status, collection.health, None)
+    health = collection.health
+    health.running = False
+    health.open_gaps = collection.gaps.open_sources
+    for name in health.sources:
+        health.sources[name] = "stopped"
+    if files is not None and record is not None:
+        record.write_progress(writer.durable, stopped_at=time.time())
+        record.stopped()
+        write_status(files.status, health, None)
 
 
-async def _report(health: Health, files: CollectorFiles | None, status_seconds: float,
-                  log_seconds: float,
+async def _report(collection: Collection, files: CollectorFiles | None,
+                  status_seconds: float, log_seconds: float,
                   on_status: Callable[[dict[str, Any]], Awaitable[None] | None] | None) -> None:
+    health = collection.health
     previous: dict[str, Any] | None = None
     logged = 0.0
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(status_seconds)
+        health.open_gaps = collection.gaps.open_sources
         if files is not None:
             previous = write_status(files.status, health, previous)
+            write_signals(files.signals, [*collection.opcua, *collection.modbus])
         else:
             snapshot = health.snapshot()
             previous = snapshot

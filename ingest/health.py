@@ -10,9 +10,17 @@ import datetime as dt
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # `mes collect status` imports this module: it must stay light
+    from ingest.conditioning import Reading
+
+
+class ReportsSignals(Protocol):
+    def latest_readings(self) -> Iterable[Reading]: ...
 
 
 @dataclass
@@ -30,9 +38,12 @@ class Health:
     spool_rows: int = 0
     last_flush_seconds: float | None = None
     last_flush_rows: int = 0
-    database: str = "unknown"     # connected | unreachable
+    database: str = "connecting"  # connecting (no answer yet) | connected | unreachable
     running: bool = True          # False once the collector has stopped and flushed
     sources: dict[str, str] = field(default_factory=dict)  # source name -> state
+    counter_discontinuities: dict[str, int] = field(default_factory=dict)  # decision -> n
+    unknown_states: dict[str, int] = field(default_factory=dict)  # "machine code" -> readings
+    open_gaps: dict[str, str] = field(default_factory=dict)  # source -> cause
 
     def snapshot(self) -> dict[str, Any]:
         data = asdict(self)
@@ -54,6 +65,42 @@ def write_status(path: Path, health: Health, previous: dict[str, Any] | None) ->
     temporary.write_text(json.dumps(current, indent=1))
     temporary.replace(path)
     return current
+
+
+def write_signals(path: Path, sources: Iterable[ReportsSignals]) -> None:
+    """Write each signal's last reading (value, quality, time) atomically."""
+    from ingest.conditioning import Quality
+
+    signals: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        for reading in source.latest_readings():
+            signals[reading.binding.signal.code] = {
+                "source": reading.binding.source, "address": reading.binding.address,
+                "value": reading.value, "reason": reading.reason,
+                "quality": Quality(reading.quality).name.lower(),
+                "at": reading.ts.timestamp()}
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(signals, indent=0))
+    temporary.replace(path)
+
+
+def describe_signals(signals: dict[str, Any], now: float | None = None) -> str:
+    """The signals table of `mes collect status --signals`."""
+    now = time.time() if now is None else now
+    lines = [f"  {'signal':<28} {'value':>14} {'quality':<18} {'last seen':<24} source"]
+    for code, entry in sorted(signals.items()):
+        value = entry.get("value")
+        shown = "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+        if entry.get("reason") is not None:
+            shown += f" ({entry['reason']})"
+        at = float(entry["at"])
+        seen = (f"{dt.datetime.fromtimestamp(at, dt.UTC):%Y-%m-%d %H:%M:%S} "
+                f"({max(0.0, now - at):.0f} s ago)")
+        lines.append(f"  {code:<28} {shown:>14} {entry.get('quality', '?'):<18} {seen:<24} "
+                     f"{entry.get('source', '')} {entry.get('address', '')}")
+    if not signals:
+        lines.append("  no readings yet")
+    return "\n".join(lines)
 
 
 def describe_status(data: dict[str, Any], now: float | None = None) -> str:
@@ -78,6 +125,17 @@ def describe_status(data: dict[str, Any], now: float | None = None) -> str:
                            if flush is not None else "none yet"),
         f"  database: {data['database']}",
     ]
+    decisions = data.get("counter_discontinuities") or {}
+    lines.append("  counter discontinuities: " + (", ".join(
+        f"{count} {decision}" for decision, count in sorted(decisions.items())) or "none"))
+    unknown = data.get("unknown_states") or {}
+    lines.append("  unknown state codes: " + (", ".join(
+        f"machine {key.replace(' ', ' code ')} ({count} readings)"
+        for key, count in sorted(unknown.items())) or "none"))
+    gaps = data.get("open_gaps") or {}
+    lines.append("  open collection gaps: " + (", ".join(
+        f"{source} ({cause.replace('_', ' ')})" for source, cause in sorted(gaps.items()))
+        or "none"))
     lines += [f"  source {name}: {state}" for name, state in sorted(data["sources"].items())]
     started = dt.datetime.fromtimestamp(float(data["started_at"]), dt.UTC)
     lines.append(f"  running since {started:%Y-%m-%d %H:%M:%S} UTC")

@@ -2,8 +2,10 @@
 
 Each device runs in its own task with its own connection, so a slow or dead device delays
 only itself. Exception responses, timeouts and lost connections become quality flags on
-the device's process values (once per change of condition, not on every poll); values
-outside a signal's limits are flagged by conditioning. Storing is the writer's job.
+the device's process values (once per change of condition, not on every poll); a lost
+connection or timeout also opens a collection gap for the device's machines until it
+answers again. Values outside a signal's limits are flagged by conditioning. Storing is
+the writer's job.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pymodbus.exceptions import ModbusException
 
 from ingest.aio import raise_if_cancelled
 from ingest.conditioning import Quality, Reading
+from ingest.gaps import GapKeeper
 from ingest.health import Health
 from ingest.tagmap import RegisterField, RegisterRead, ResolvedModbus
 from ingest.writer import Writer
@@ -46,8 +49,11 @@ def decode(registers: list[int], fld: RegisterField) -> float | int | None:
 
 class ModbusCollector:
     def __init__(self, device: ResolvedModbus, writer: Writer,
-                 health: Health | None = None) -> None:
+                 health: Health | None = None, *, gaps: GapKeeper | None = None) -> None:
         self.device = device
+        self.gaps = gaps
+        self._answered_at: dt.datetime | None = None  # the last good answer
+        self._latest: dict[str, Reading] = {}  # signal code -> its last reading
         self.name = device.device.name
         self.writer = writer
         self.health = health or writer.health
@@ -85,6 +91,10 @@ class ModbusCollector:
         for index, read in enumerate(self.device.reads):
             readings += await self._read(index, read)
         self.writer.submit(readings)
+
+    def latest_readings(self) -> list[Reading]:
+        """The last reading of each register (its value, quality and time)."""
+        return list(self._latest.values())
 
     async def _connect(self) -> AsyncModbusTcpClient:
         if self._client is not None and self._client.connected:
@@ -137,28 +147,41 @@ class ModbusCollector:
             return self._failed(index, read, Quality.BAD,
                                 f"{len(registers)} registers in the answer, {read.count} asked")
         self._recovered(index)
+        self._answered_at = now
+        if self.gaps is not None:
+            self.gaps.flowing(self.name)
         readings = []
+        latest = self._latest
         for fld in read.fields:
             value = decode(registers, fld)
             quality = Quality.GOOD if value is not None else Quality.BAD
             reason = None
             if fld.reason_offset is not None:
                 reason = registers[fld.reason_offset]
-            readings.append(Reading(fld.binding, now, value, quality, reason))
+            reading = Reading(fld.binding, now, value, quality, reason)
+            latest[fld.binding.signal.code] = reading
+            readings.append(reading)
         return readings
 
     def _failed(self, index: int, read: RegisterRead, quality: Quality,
                 why: str) -> list[Reading]:
         state = f"{quality.name.lower()}: {why}"
         self.health.sources[self.name] = state
+        now = dt.datetime.now(dt.UTC)
+        if self.gaps is not None and quality in (Quality.COMMUNICATION_LOST, Quality.TIMEOUT):
+            self.gaps.lost(self.name, self._answered_at or now)
         if self._condition.get(index) == quality:
             return []
         self._condition[index] = quality
         log.warning("%s (%s:%d unit %d): %s", self.name, self.device.device.host,
                     self.device.device.port, self.device.device.unit, state)
-        now = dt.datetime.now(dt.UTC)
-        return [Reading(f.binding, now, None, quality) for f in read.fields
-                if f.binding.kind == "process_value"]
+        failed = []
+        for f in read.fields:
+            reading = Reading(f.binding, now, None, quality)
+            self._latest[f.binding.signal.code] = reading
+            if f.binding.kind == "process_value":
+                failed.append(reading)
+        return failed
 
     def _recovered(self, index: int) -> None:
         previous = self._condition.get(index)

@@ -2,7 +2,8 @@
 
 Each publish response becomes one list of readings handed to the writer without waiting.
 When the server goes away the collector marks the gap (a communication-lost sample on each
-process value), reconnects with backoff and subscribes again. Bad and uncertain status
+process value, and a collection gap per machine), reconnects with a short jittered backoff
+and subscribes again. Bad and uncertain status
 codes are kept as the sample's quality. Conditioning and storing are the writer's job.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import random
 import time
 from typing import Any
 
@@ -22,6 +24,7 @@ from asyncua.ua.status_codes import StatusCodes
 
 from ingest.aio import raise_if_cancelled
 from ingest.conditioning import Quality, Reading
+from ingest.gaps import GapKeeper
 from ingest.health import Health
 from ingest.tagmap import Binding, PlantSignal, ResolvedOpcUa
 from ingest.writer import Writer
@@ -84,6 +87,7 @@ class _Subscription(Subscription):
 
     async def publish_callback(self, publish_result: ua.PublishResult) -> None:
         self.last_publish_at = time.monotonic()
+        self._collector.alive_at = time.time()
         message = publish_result.NotificationMessage
         if message.NotificationData is None:
             return
@@ -96,10 +100,15 @@ class _Subscription(Subscription):
 
 
 class OpcUaCollector:
+    # Reconnect attempts start at once-ish and stay frequent: a server that is back should
+    # be read again within a second or two. The jitter spreads many edge collectors that
+    # lost the same server over the interval, instead of all knocking at once.
     def __init__(self, source: ResolvedOpcUa, writer: Writer, health: Health | None = None, *,
-                 min_backoff: float = 0.5, max_backoff: float = 10.0,
-                 timeout: float = 4.0) -> None:
+                 min_backoff: float = 0.2, max_backoff: float = 1.0,
+                 timeout: float = 4.0, gaps: GapKeeper | None = None) -> None:
         self.source = source
+        self.gaps = gaps
+        self.alive_at: float | None = None  # wall clock of the last publish response
         self.name = source.source.name
         self.writer = writer
         self.health = health or writer.health
@@ -109,6 +118,7 @@ class OpcUaCollector:
         self.connected = asyncio.Event()
         self.refused: dict[str, str] = {}  # node id -> why the server refused to monitor it
         self.reconnects = 0
+        self._last_failure: str | None = None
         targets: list[_Target] = []
         self._node_ids: list[str] = []
         for node_id, binding in source.nodes.items():
@@ -118,6 +128,7 @@ class OpcUaCollector:
             targets.append(_Target(None, state_signal))
             self._node_ids.append(node_id)
         self._targets = targets
+        self._latest: list[Reading | None] = [None] * len(targets)  # by client handle
         self._state_by_equipment = {b.signal.equipment_id: b for b in source.nodes.values()
                                     if b.kind == "state"}
         self._process_values = [b for b in source.nodes.values() if b.kind == "process_value"]
@@ -138,10 +149,14 @@ class OpcUaCollector:
             except Exception as exc:  # every failure of a session means: reconnect
                 reason = str(exc) or type(exc).__name__
                 if self.connected.is_set():
-                    log.warning("%s: connection lost (%s)", self.name, reason)
-                else:
-                    log.warning("%s: cannot connect to %s (%s)", self.name,
+                    log.warning("%s: connection to %s lost (%s)", self.name,
                                 self.source.source.endpoint, reason)
+                elif reason != self._last_failure:
+                    # Once per reason, not on every attempt of a server that stays away.
+                    log.warning("%s: cannot connect to %s (%s); retrying every %.1f s or "
+                                "less", self.name, self.source.source.endpoint, reason,
+                                self.max_backoff)
+                self._last_failure = reason
             raise_if_cancelled()
             if self.connected.is_set():
                 self.connected.clear()
@@ -149,8 +164,9 @@ class OpcUaCollector:
                 self.reconnects += 1
                 if time.monotonic() - started > self.max_backoff:
                     backoff = self.min_backoff
-            self._set_state(f"disconnected, retrying in {backoff:.1f} s")
-            await asyncio.sleep(backoff)
+            delay = backoff * random.uniform(0.5, 1.0)
+            self._set_state(f"disconnected, retrying in {delay:.1f} s")
+            await asyncio.sleep(delay)
             backoff = min(backoff * 2, self.max_backoff)
 
     async def _session(self) -> None:
@@ -173,6 +189,7 @@ class OpcUaCollector:
             await subscription.init()
             await self._monitor(subscription, source.sampling_interval_ms)
             self.connected.set()
+            self._last_failure = None
             self._set_state(f"connected to {source.endpoint}")
             log.info("%s: subscribed to %d nodes on %s", self.name,
                      len(self._targets) - len(self.refused), source.endpoint)
@@ -245,7 +262,9 @@ class OpcUaCollector:
                 continue
             if target.binding.kind == "state":
                 states[target.binding.signal.equipment_id] = len(readings)
-            readings.append(Reading(target.binding, when, raw, quality))
+            reading = Reading(target.binding, when, raw, quality)
+            self._latest[item.ClientHandle] = reading
+            readings.append(reading)
         for equipment_id, (when, reason) in reasons.items():
             # A state change and its reason in one response make one row, not two.
             index = states.get(equipment_id)
@@ -255,7 +274,13 @@ class OpcUaCollector:
                 binding = self._state_by_equipment.get(equipment_id)
                 if binding is not None:
                     readings.append(Reading(binding, when, None, Quality.GOOD, reason))
+        if self.gaps is not None:
+            self.gaps.flowing(self.name)
         self.writer.submit(readings)
+
+    def latest_readings(self) -> list[Reading]:
+        """The last reading of each node (its value, quality and time)."""
+        return [reading for reading in self._latest if reading is not None]
 
     def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
         log.warning("%s: subscription status changed to %s", self.name, status.Status)
@@ -264,3 +289,9 @@ class OpcUaCollector:
         now = dt.datetime.now(dt.UTC)
         self.writer.submit([Reading(b, now, None, Quality.COMMUNICATION_LOST)
                             for b in self._process_values])
+        if self.gaps is not None:
+            # From the last sign of life: the server may have been gone for a while
+            # before the silence watchdog noticed.
+            since = (now if self.alive_at is None
+                     else min(now, dt.datetime.fromtimestamp(self.alive_at, dt.UTC)))
+            self.gaps.lost(self.name, since)

@@ -99,5 +99,15 @@ counter_discontinuity = Table(
     CheckConstraint("decision IN ('rollover', 'reset', 'rebase')",
                     name="ck_counter_discontinuity_decision"),
     CheckConstraint("counted >= 0", name="ck_counter_discontinuity_counted"),
-    Index("ix_counter_discontinuity_signal_id_ts", "signal_id", "ts"),
+    Index("uq_counter_discontinuity_signal_id_ts", "signal_id", "ts", unique=True),
+)
+
+unknown_state = Table(
+    "unknown_state", metadata,
+    Column("ts", TIMESTAMP(timezone=True), nullable=False),
+    Column("equipment_id", Integer, nullable=False),
+    Column("state", Integer, nullable=False),
+    PrimaryKeyConstraint("equipment_id", "ts", name="pk_unknown_state"),
+    ForeignKeyConstraint(["equipment_id"], ["mes.equipment.id"],
+                         name="fk_unknown_state_equipment_id_equipment"),
 )

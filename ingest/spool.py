@@ -31,11 +31,23 @@ def _instant(micros: int) -> dt.datetime:
 
 
 def encode(rows: Rows) -> bytes:
-    return json.dumps({
+    data = {
         "process_value": [[_micros(r[0]), *r[1:]] for r in rows.process_value],
         "equipment_state": [[_micros(r[0]), *r[1:]] for r in rows.equipment_state],
         "production_count": [[_micros(r[0]), *r[1:]] for r in rows.production_count],
-    }, separators=(",", ":")).encode()
+    }
+    # The collection records only when there are any: batches spooled before they existed
+    # read the same.
+    if rows.counter_discontinuity:
+        data["counter_discontinuity"] = [[_micros(r[0]), *r[1:]]
+                                         for r in rows.counter_discontinuity]
+    if rows.unknown_state:
+        data["unknown_state"] = [[_micros(r[0]), *r[1:]] for r in rows.unknown_state]
+    if rows.collection_gap:
+        data["collection_gap"] = [[_micros(r[0]), r[1], r[2], r[3],
+                                   None if r[4] is None else _micros(r[4])]
+                                  for r in rows.collection_gap]
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def decode(data: bytes) -> Rows:
@@ -44,6 +56,12 @@ def decode(data: bytes) -> Rows:
         process_value=[(_instant(r[0]), r[1], r[2], r[3]) for r in raw["process_value"]],
         equipment_state=[(_instant(r[0]), r[1], r[2], r[3]) for r in raw["equipment_state"]],
         production_count=[(_instant(r[0]), r[1], r[2], r[3]) for r in raw["production_count"]],
+        counter_discontinuity=[(_instant(r[0]), r[1], r[2], r[3], r[4], r[5])
+                               for r in raw.get("counter_discontinuity", ())],
+        unknown_state=[(_instant(r[0]), r[1], r[2]) for r in raw.get("unknown_state", ())],
+        collection_gap=[(_instant(r[0]), r[1], r[2], r[3],
+                         None if r[4] is None else _instant(r[4]))
+                        for r in raw.get("collection_gap", ())],
     )
 
 

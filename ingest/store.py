@@ -18,7 +18,8 @@ from ingest.conditioning import ProcessValueRow, Rows
 from ingest.tagmap import PlantSignal
 
 SIGNAL_MAP = """
-SELECT signal_id, signal_code, kind, equipment_id, equipment_code, low_limit, high_limit
+SELECT signal_id, signal_code, kind, equipment_id, equipment_code, low_limit, high_limit,
+       ideal_cycle_seconds, state_codes
 FROM ingest_api.signal_map
 """
 
@@ -46,7 +47,8 @@ def act_as(conn: psycopg.Connection[Any], role: str | None) -> None:
 def load_signal_map(conn: psycopg.Connection[Any]) -> dict[str, PlantSignal]:
     with conn.cursor() as cur:
         cur.execute(SIGNAL_MAP)
-        return {row[1]: PlantSignal(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+        return {row[1]: PlantSignal(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+                                    row[7], None if row[8] is None else tuple(row[8]))
                 for row in cur.fetchall()}
 
 
@@ -81,6 +83,7 @@ def write_rows(conn: psycopg.Connection[Any], rows: Rows,
                                  ("production_count", rows.production_count)):
                 if batch:
                     _copy(cur, _TARGET[table], table, batch)
+            _write_records(cur, rows)
             if before_commit is not None:
                 before_commit()
     except psycopg.errors.UniqueViolation:
@@ -119,8 +122,46 @@ def write_rows_once(conn: psycopg.Connection[Any], rows: Rows,
                 "INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "
                 "ON CONFLICT DO NOTHING").format(
                     target=_TARGET[table], columns=columns, staging=staging))
+        _write_records(cur, rows)
         if before_commit is not None:
             before_commit()
+
+
+# The records beside the time series. Each is stored once even when a batch is replayed:
+# a decision or a marked state by its key, a gap opened only when none is open, and closed
+# only while open.
+_DISCONTINUITY = """
+INSERT INTO ts.counter_discontinuity (ts, signal_id, old_value, new_value, decision, counted)
+VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+"""
+_UNKNOWN_STATE = """
+INSERT INTO ts.unknown_state (ts, equipment_id, state) VALUES (%s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+_OPEN_GAP = """
+INSERT INTO ts.collection_gap (equipment_id, source, gap_start, gap_end, cause)
+VALUES (%(equipment_id)s, %(source)s, %(start)s, %(end)s, %(cause)s)
+ON CONFLICT (equipment_id, source) WHERE gap_end IS NULL DO NOTHING
+"""
+_CLOSE_GAP = """
+UPDATE ts.collection_gap SET gap_end = greatest(%(end)s, gap_start)
+WHERE equipment_id = %(equipment_id)s AND source = %(source)s AND gap_end IS NULL
+"""
+
+
+def _write_records(cur: psycopg.Cursor[Any], rows: Rows) -> None:
+    if rows.counter_discontinuity:
+        cur.executemany(_DISCONTINUITY, rows.counter_discontinuity)
+    if rows.unknown_state:
+        cur.executemany(_UNKNOWN_STATE, rows.unknown_state)
+    for start, equipment_id, source, cause, end in rows.collection_gap:
+        # In order: a gap may open and close within one batch.
+        if cause is None:
+            cur.execute(_CLOSE_GAP, {"end": start, "equipment_id": equipment_id,
+                                     "source": source})
+        else:
+            cur.execute(_OPEN_GAP, {"equipment_id": equipment_id, "source": source,
+                                    "start": start, "end": end, "cause": cause})
 
 
 MACHINE_ACTIVITY = """

@@ -48,7 +48,8 @@ class _Entry(BaseModel):
 
 class _Filtered(_Entry):
     signal: Name
-    deadband: Annotated[float, Field(gt=0)] | None = None
+    # 0 keeps changes only; more also drops changes within the deadband.
+    deadband: Annotated[float, Field(ge=0)] | None = None
     deadband_percent: Annotated[float, Field(gt=0, le=100)] | None = None
 
     @model_validator(mode="after")
@@ -81,6 +82,8 @@ class ModbusRegister(_Filtered):
     word_order: Order | None = None
     # For a state signal: a uint16 register holding the machine's fault or reason code.
     reason_address: Annotated[int, Field(ge=0, le=65535)] | None = None
+    # With a deadband: store an unchanged value again after this many seconds.
+    heartbeat_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
 
 
 class ModbusDevice(_Entry):
@@ -92,6 +95,8 @@ class ModbusDevice(_Entry):
     timeout_ms: Annotated[int, Field(ge=10, le=60_000)] = 1000
     word_order: Order = "big"
     byte_order: Order = "big"
+    # The default of the registers' heartbeat_seconds.
+    heartbeat_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
     registers: Annotated[list[ModbusRegister], Field(min_length=1)]
 
 
@@ -119,6 +124,11 @@ class PlantSignal:
     equipment_code: str
     low_limit: float | None = None
     high_limit: float | None = None
+    # The machine's fastest ideal cycle time: how many parts its counters can plausibly
+    # have made in a given time. None when the plant model gives none.
+    ideal_cycle_seconds: float | None = None
+    # The codes of the machine's state model; None when unknown (no check is made).
+    state_codes: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +136,9 @@ class Binding:
     """One source address bound to a plant signal, with how to condition its values.
 
     `deadband` is absolute (a percent deadband is turned into units of the signal's range);
-    `counter_modulus` is where a counter rolls over (2**16, 2**32).
+    `changes_only` keeps a value only when it moved beyond the deadband (which may be 0);
+    `heartbeat_seconds` keeps an unchanged value again after that long, so a quiet signal
+    is told from a dead one; `counter_modulus` is where a counter rolls over (2**16, 2**32).
     """
 
     signal: PlantSignal
@@ -134,6 +146,8 @@ class Binding:
     address: str
     deadband: float = 0.0
     counter_modulus: int = 2**32
+    changes_only: bool = False
+    heartbeat_seconds: float | None = None
 
     @property
     def kind(self) -> SignalKind:
@@ -298,6 +312,10 @@ def _signal_problems(where: str, entry: _Filtered, signals: Mapping[str, PlantSi
     return problems, signal
 
 
+def _filtered(entry: _Filtered) -> bool:
+    return entry.deadband is not None or entry.deadband_percent is not None
+
+
 def _deadband(entry: _Filtered, signal: PlantSignal) -> float:
     if entry.deadband is not None:
         return entry.deadband
@@ -335,7 +353,8 @@ def _resolve_opcua(source: OpcUaSource, signals: Mapping[str, PlantSignal],
                 problems.append(f"{where}: reason_node belongs to a state signal, and "
                                 f"{signal.code!r} is a {signal.kind} signal")
             reasons[entry.reason_node] = signal
-        nodes[entry.node] = Binding(signal, source.name, entry.node, _deadband(entry, signal))
+        nodes[entry.node] = Binding(signal, source.name, entry.node, _deadband(entry, signal),
+                                    changes_only=_filtered(entry))
     problems += [f"opcua[{source.name}]: node {n!r} is mapped {c} times" for n, c in seen.items()
                  if c > 1]
     return problems, ResolvedOpcUa(source, nodes, reasons)
@@ -379,8 +398,15 @@ def _resolve_modbus(device: ModbusDevice, signals: Mapping[str, PlantSignal],
             problems.append(f"{where}: reason_address {entry.reason_address} must be the "
                             f"register right before or after the state "
                             f"({entry.address - 1} or {entry.address + width})")
+        heartbeat = (entry.heartbeat_seconds if entry.heartbeat_seconds is not None
+                     else device.heartbeat_seconds)
+        if entry.heartbeat_seconds is not None and not _filtered(entry):
+            problems.append(f"{where}: heartbeat_seconds applies to a value kept on change "
+                            "only; give a deadband (0 keeps every change)")
         binding = Binding(signal, device.name, f"{entry.function}:{entry.address}",
-                          _deadband(entry, signal), 2 ** (16 * width))
+                          _deadband(entry, signal), 2 ** (16 * width),
+                          changes_only=_filtered(entry),
+                          heartbeat_seconds=heartbeat if _filtered(entry) else None)
         bindings.append(binding)
         start = min(entry.address, entry.reason_address if entry.reason_address is not None
                     else entry.address)

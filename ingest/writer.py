@@ -2,8 +2,9 @@
 
 Sources hand over lists of readings without waiting on the database; one task conditions
 them into rows and one worker thread stores each batch with binary COPY. While the
-database is unreachable, batches go to the on-disk spool and are replayed, oldest first,
-when it is back. Reading the PLCs is the collectors' job.
+database is unreachable, batches go to the on-disk spool; the database is tried again on a
+timer, and the spool replayed oldest first as soon as it is back. Collection gap records
+travel with the batches. Reading the PLCs is the collectors' job.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ import collections
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from ingest.conditioning import CarryOver, Conditioner, ProcessValueRow, Reading, Rows
+from ingest.conditioning import CarryOver, Conditioner, GapRow, ProcessValueRow, Reading, Rows
+from ingest.gaps import SPOOL_OVERFLOW
 from ingest.health import Health
 from ingest.spool import Spool, SpoolFull, encode
 from ingest.store import act_as, write_rows, write_rows_once
@@ -33,14 +35,18 @@ _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 _CHUNK = 1000
 # Each transaction costs the server a few milliseconds: under load, large batches.
 DEFAULT_FLUSH_ROWS = 100_000
+# How often the durable progress (the last data stored per source) is saved at most.
+_PROGRESS_SECONDS = 0.5
 
 
 class Writer:
     def __init__(self, url: str, spool: Spool, health: Health | None = None, *,
                  carry_over_path: Path | None = None, flush_rows: int = DEFAULT_FLUSH_ROWS,
                  flush_seconds: float = 0.05, max_queued: int = 1_000_000,
-                 retry_seconds: float = 1.0, max_retry_seconds: float = 5.0,
-                 role: str | None = None) -> None:
+                 retry_seconds: float = 0.5, max_retry_seconds: float = 2.0,
+                 role: str | None = None,
+                 equipment_of: Mapping[int, int] | None = None,
+                 on_durable: Callable[[dict[str, float]], None] | None = None) -> None:
         self.url = url
         self.role = role
         self.spool = spool
@@ -65,7 +71,23 @@ class Writer:
         # One thread: batches reach the database in the order they were made.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="mes-writer")
         self.recovered_at_start = (spool.rows, spool.batches)
+        # Collection gap rows waiting for the next batch, and per source the wall-clock time
+        # of its last readings handed over, and of those durably stored.
+        self._records: list[GapRow] = []
+        self._seen: dict[str, float] = {}
+        self.durable: dict[str, float] = {}
+        self._durable_saved = 0.0
+        self._on_durable = on_durable
+        # signal id -> equipment id, for the gaps of rows the spool could not take
+        self._equipment_of = dict(equipment_of or {})
+        self._overflow: dict[int, list[Any]] = {}  # equipment id -> [first, last] lost
+        self._lost_gap_rows: list[GapRow] = []  # of batches the spool could not take
         self._sync_spool_health()
+
+    @property
+    def last_seen(self) -> dict[str, float]:
+        """source -> wall-clock time of the last readings it handed over."""
+        return dict(self._seen)
 
     # --- the sources' side ------------------------------------------------------------
 
@@ -75,6 +97,7 @@ class Writer:
             raise RuntimeError("the writer is closed")
         if not readings:
             return True
+        self._seen[readings[0].binding.source] = time.time()
         self.health.samples_received += len(readings)
         if self._queued + len(readings) > self.max_queued:
             self.health.samples_dropped += len(readings)
@@ -85,6 +108,14 @@ class Writer:
         self.health.queue_depth = self._queued
         self._queue.put_nowait(readings)
         return True
+
+    def record(self, gaps: list[GapRow]) -> None:
+        """Collection gap rows, stored with the next batch (or spooled with it)."""
+        if self._closed:
+            raise RuntimeError("the writer is closed")
+        if gaps:
+            self._records += gaps
+            self._queue.put_nowait([])  # wakes the writer: a gap need not wait for data
 
     async def put(self, readings: list[Reading]) -> None:
         """Hand over readings, waiting while the queue is full (for polling sources)."""
@@ -104,17 +135,22 @@ class Writer:
         # Two batches in flight: the worker starts the next one the moment it finishes one.
         pending: collections.deque[asyncio.Future[None]] = collections.deque()
         try:
+            # At once, not with the first data: the status then says whether the database
+            # is there, and a spool left by the last run is replayed.
+            await loop.run_in_executor(self._executor, self._store, [], [], {})
             while True:
-                readings = await self._collect()
-                if readings is None:
+                batch = await self._collect(pending)
+                if batch is None:
                     break
                 if len(pending) == 2:
                     await pending.popleft()
-                pending.append(loop.run_in_executor(self._executor, self._store, readings))
+                pending.append(loop.run_in_executor(self._executor, self._store, *batch))
             for future in pending:
                 await future
             # A last attempt to empty the spool before stopping.
-            await loop.run_in_executor(self._executor, self._store, [])
+            await loop.run_in_executor(self._executor, self._store, [], self._take_records(),
+                                       dict(self._seen))
+            self._save_progress(force=True)
         finally:
             await loop.run_in_executor(self._executor, self._disconnect)
             self._executor.shutdown(wait=False)
@@ -125,8 +161,31 @@ class Writer:
             self._closed = True
             self._queue.put_nowait(None)
 
-    async def _collect(self) -> list[Reading] | None:
-        first = await self._queue.get()
+    def _take_records(self) -> list[GapRow]:
+        records, self._records = self._records, []
+        return records
+
+    def _waiting_for_database(self) -> bool:
+        return bool(self.spool) or self.health.database == "unreachable" or bool(
+            self._overflow) or bool(self._lost_gap_rows)
+
+    async def _collect(self, pending: collections.deque[asyncio.Future[None]],
+                       ) -> tuple[list[Reading], list[GapRow], dict[str, float]] | None:
+        first: list[Reading] | None
+        while True:
+            if not self._waiting_for_database():
+                first = await self._queue.get()
+                break
+            # Something waits for the database: try it on a timer, not only when new data
+            # arrives, so the spool is replayed as soon as the server is back.
+            try:
+                async with asyncio.timeout(max(0.05, self._retry_at - time.monotonic())):
+                    first = await self._queue.get()
+                break
+            except TimeoutError:
+                if not pending or pending[-1].done():
+                    await asyncio.get_running_loop().run_in_executor(
+                        self._executor, self._store, [], self._take_records(), {})
         if first is None:
             return None
         readings = list(first)
@@ -150,23 +209,27 @@ class Writer:
             readings += item
         self._queued -= len(readings)
         self.health.queue_depth = self._queued
-        return readings
+        return readings, self._take_records(), dict(self._seen)
 
     # --- the worker thread ------------------------------------------------------------
 
-    def _store(self, readings: list[Reading]) -> None:
+    def _store(self, readings: list[Reading], gaps: list[GapRow],
+               seen: dict[str, float]) -> None:
         started = time.perf_counter()
-        rows = Rows()
+        rows = Rows(collection_gap=gaps)
         stream = self._conditioned(readings, rows)
         try:
             if self._database_ready():
                 try:
                     self._replay()
-                    if readings:
-                        write_rows(self._connection(), rows, stream, self._save_carry)
+                    conn = self._connection()  # also when there is nothing to write: a probe
+                    self._write_overflow(conn)
+                    if readings or rows:
+                        write_rows(conn, rows, stream, self._save_carry)
                         self.health.rows_written += len(rows)
                     self._reachable()
-                    if rows:
+                    self._durable(seen)
+                    if len(rows):
                         self.health.last_flush_rows = len(rows)
                         self.health.last_flush_seconds = time.perf_counter() - started
                     return
@@ -178,13 +241,29 @@ class Writer:
             for _ in stream:
                 pass
             self._save_carry()
-            if rows:
-                self._to_spool(rows)
+            if rows and self._to_spool(rows):
+                self._durable(seen)
         finally:
-            refused = self._conditioner.refused - self.health.samples_refused
+            conditioner = self._conditioner
+            refused = conditioner.refused - self.health.samples_refused
             self.health.samples_refused += refused
             self.health.samples_filtered += len(readings) - len(rows) - refused
+            self.health.counter_discontinuities = dict(conditioner.discontinuities)
+            self.health.unknown_states = dict(conditioner.unknown_states)
             self._sync_spool_health()
+
+    def _durable(self, seen: dict[str, float]) -> None:
+        if seen:
+            self.durable.update(seen)
+            self._save_progress()
+
+    def _save_progress(self, force: bool = False) -> None:
+        if self._on_durable is None or not self.durable:
+            return
+        now = time.monotonic()
+        if force or now - self._durable_saved >= _PROGRESS_SECONDS:
+            self._durable_saved = now
+            self._on_durable(dict(self.durable))
 
     def _conditioned(self, readings: list[Reading], rows: Rows) -> Iterator[ProcessValueRow]:
         # Small chunks keep the server busy with one chunk while the next is conditioned.
@@ -243,13 +322,47 @@ class Writer:
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, self._max_retry_seconds)
 
-    def _to_spool(self, rows: Rows) -> None:
+    def _to_spool(self, rows: Rows) -> bool:
         try:
             self.spool.append(rows)
             self.health.rows_spooled += len(rows)
+            return True
         except (SpoolFull, OSError) as exc:
             self.health.samples_dropped += len(rows)
-            log.error("%s", exc)
+            if not self._overflow:
+                log.error("%s; collection gaps are recorded for the machines whose rows are "
+                          "lost", exc)
+            self._note_overflow(rows)
+            return False
+
+    def _note_overflow(self, rows: Rows) -> None:
+        """Widen each machine's spool overflow gap over the rows that were lost."""
+        lost: list[tuple[Any, int]] = [(r[0], r[1]) for r in rows.equipment_state]
+        lost += [(r[0], r[1]) for r in rows.production_count]
+        equipment_of = self._equipment_of
+        lost += [(r[0], equipment_of[r[1]]) for r in rows.process_value if r[1] in equipment_of]
+        for ts, equipment_id in lost:
+            span = self._overflow.get(equipment_id)
+            if span is None:
+                self._overflow[equipment_id] = [ts, ts]
+            else:
+                span[0] = min(span[0], ts)
+                span[1] = max(span[1], ts)
+        # Gap rows of the batch itself are kept: they are few, and losing one would leave
+        # a gap open or unrecorded for good.
+        self._lost_gap_rows += rows.collection_gap
+
+    def _write_overflow(self, conn: psycopg.Connection[Any]) -> None:
+        if not self._overflow and not self._lost_gap_rows:
+            return
+        rows = Rows(collection_gap=[*self._lost_gap_rows, *(
+            (first, equipment_id, "spool", SPOOL_OVERFLOW, last)
+            for equipment_id, (first, last) in self._overflow.items())])
+        write_rows(conn, rows)
+        if self._overflow:
+            log.warning("recorded spool overflow gaps for %d machines", len(self._overflow))
+        self._overflow.clear()
+        self._lost_gap_rows.clear()
 
     def _reject(self, rows: Rows, exc: psycopg.Error) -> None:
         # Kept beside the spool for inspection, never replayed.

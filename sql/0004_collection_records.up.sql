@@ -43,10 +43,37 @@ CREATE TABLE ts.counter_discontinuity (
     CONSTRAINT ck_counter_discontinuity_decision CHECK (decision IN ('rollover', 'reset', 'rebase')),
     CONSTRAINT ck_counter_discontinuity_counted CHECK (counted >= 0)
 );
-CREATE INDEX ix_counter_discontinuity_signal_id_ts ON ts.counter_discontinuity (signal_id, ts);
+-- One decision per reading of a signal: a replayed batch records it once.
+CREATE UNIQUE INDEX uq_counter_discontinuity_signal_id_ts
+    ON ts.counter_discontinuity (signal_id, ts);
+
+-- A state row whose code the machine's state model does not have: the row itself is stored
+-- in ts.equipment_state as received; this marks it, so it is not mistaken for a model state.
+CREATE TABLE ts.unknown_state (
+    ts timestamptz NOT NULL,
+    equipment_id integer NOT NULL,
+    state integer NOT NULL,
+    CONSTRAINT pk_unknown_state PRIMARY KEY (equipment_id, ts),
+    CONSTRAINT fk_unknown_state_equipment_id_equipment
+        FOREIGN KEY (equipment_id) REFERENCES mes.equipment (id)
+);
+
+-- What a collector needs to judge its readings: the machine's fastest ideal cycle time (how
+-- many parts a counter can plausibly have made) and the state codes of its state model.
+-- New columns go last, so CREATE OR REPLACE keeps the view's existing ones and its grants.
+CREATE OR REPLACE VIEW ingest_api.signal_map AS
+SELECT s.id AS signal_id, s.code AS signal_code, s.kind, s.low_limit, s.high_limit,
+       e.id AS equipment_id, e.code AS equipment_code,
+       (SELECT min(ict.seconds) FROM mes.ideal_cycle_time ict
+         WHERE ict.equipment_id = e.id)::double precision AS ideal_cycle_seconds,
+       (SELECT array_agg(sms.state_code ORDER BY sms.state_code) FROM mes.state_model_state sms
+         WHERE sms.state_model_id = e.state_model_id) AS state_codes
+FROM mes.signal s
+JOIN mes.equipment e ON e.id = s.equipment_id;
 
 GRANT SELECT, INSERT, UPDATE ON ts.collection_gap TO mes_ingest;
-GRANT SELECT, INSERT ON ts.counter_discontinuity TO mes_ingest;
+GRANT SELECT, INSERT ON ts.counter_discontinuity, ts.unknown_state TO mes_ingest;
 GRANT USAGE, SELECT ON SEQUENCE ts.collection_gap_id_seq, ts.counter_discontinuity_id_seq
     TO mes_ingest;
-GRANT SELECT ON ts.collection_gap, ts.counter_discontinuity TO mes_app, mes_analyst;
+GRANT SELECT ON ts.collection_gap, ts.counter_discontinuity, ts.unknown_state
+    TO mes_app, mes_analyst;

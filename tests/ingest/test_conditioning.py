@@ -17,7 +17,7 @@ from ingest.conditioning import (
     Quality,
     Reading,
     Rows,
-    counter_increment,
+    judge_counter,
 )
 from ingest.tagmap import Binding, PlantSignal
 
@@ -242,29 +242,103 @@ def test_good_and_reject_at_one_instant_make_one_row() -> None:
     assert rows == [(at(1), PRESS, 10, 2), (at(2), PRESS, 0, 1)]
 
 
+# A press making a part every second at best: in 1 s it can have made 1 x 2 + 1 = 3 parts,
+# in 10 minutes 1201.
+FAST_PRESS = PlantSignal(20, "PRESS-1.good", "good_count", PRESS, "PRESS-1",
+                         ideal_cycle_seconds=1.0)
+TIMED_GOOD = Binding(FAST_PRESS, "PRESS-1", "holding:2")
+TIMED_GOOD_16 = Binding(PlantSignal(21, "PRESS-1.good16", "good_count", PRESS, "PRESS-1",
+                                    ideal_cycle_seconds=0.001),
+                        "PRESS-1", "holding:30", counter_modulus=2**16)
+
+
+def discontinuities(conditioner: Conditioner, *readings: Reading,
+                    ) -> tuple[list[tuple[dt.datetime, int, int, int]],
+                               list[tuple[dt.datetime, int, int, int, str, int]]]:
+    rows = condition(conditioner, *readings)
+    return rows.production_count, rows.counter_discontinuity
+
+
 @pytest.mark.parametrize(("binding", "baseline", "raw", "parts"), [
+    (TIMED_GOOD, 2**32 - 2, 1, 3),
+    (TIMED_GOOD, 2**32 - 1, 0, 1),
     (GOOD, 2**32 - 3, 4, 7),
-    (GOOD, 2**32 - 1, 0, 1),
     (GOOD_16, 2**16 - 2, 2, 4),
-    (GOOD_16, 65_000, 535, 1071),
-], ids=["uint32", "uint32-to-zero", "uint16", "uint16-far-wrap"])
+    (TIMED_GOOD_16, 65_000, 535, 1071),
+], ids=["uint32", "uint32-to-zero", "uint32-no-cycle-time", "uint16", "uint16-far-wrap"])
 def test_a_counter_rolling_over_counts_the_parts_across_the_top(
         binding: Binding, baseline: int, raw: int, parts: int) -> None:
     conditioner = Conditioner()
     counts(conditioner, Reading(binding, at(0), baseline))
-    assert counts(conditioner, Reading(binding, at(1), raw)) == [(at(1), PRESS, parts, 0)]
+    made, recorded = discontinuities(conditioner, Reading(binding, at(1), raw))
+    assert made == [(at(1), PRESS, parts, 0)]
+    assert recorded == [(at(1), binding.signal.signal_id, baseline, raw, "rollover", parts)]
+    assert conditioner.discontinuities == {"rollover": 1}
 
 
-@pytest.mark.parametrize(("binding", "baseline", "raw"), [
-    (GOOD, 1_500_000, 12),
-    (GOOD_16, 20_000, 3),
-], ids=["uint32", "uint16"])
-def test_a_plc_reset_counts_the_parts_since_the_reset(
-        binding: Binding, baseline: int, raw: int) -> None:
+@pytest.mark.parametrize(("seconds", "raw"), [(1, 3), (600, 1201), (1, 0)],
+                         ids=["1-s", "10-min", "to-zero"])
+def test_a_reset_counts_the_parts_the_machine_can_have_made_since(seconds: int, raw: int,
+                                                                  ) -> None:
+    conditioner = Conditioner()
+    counts(conditioner, Reading(TIMED_GOOD, at(0), 1_500_000))
+    made, recorded = discontinuities(conditioner, Reading(TIMED_GOOD, at(seconds), raw))
+    assert made == ([(at(seconds), PRESS, raw, 0)] if raw else [])
+    assert recorded == [(at(seconds), FAST_PRESS.signal_id, 1_500_000, raw, "reset", raw)]
+    assert counts(conditioner, Reading(TIMED_GOOD, at(seconds + 1), raw + 2)) == [
+        (at(seconds + 1), PRESS, 2, 0)]
+
+
+@pytest.mark.parametrize(("binding", "seconds", "baseline", "raw"), [
+    (TIMED_GOOD, 1, 70_068, 70_000),   # a device back at a retained or preset value
+    (TIMED_GOOD, 1, 1_500_000, 4),     # more than the 3 parts one second allows
+    (TIMED_GOOD, 600, 5_000, 1202),
+    (GOOD, 1, 1_500_000, 12),          # no cycle time: only a reset to 0 is plausible
+    (GOOD_16, 1, 20_000, 3),
+], ids=["preset", "too-many-for-1-s", "too-many-for-10-min", "no-cycle-time", "uint16"])
+def test_a_counter_that_comes_back_implausibly_high_is_re_based_and_counts_nothing(
+        binding: Binding, seconds: int, baseline: int, raw: int) -> None:
     conditioner = Conditioner()
     counts(conditioner, Reading(binding, at(0), baseline))
-    assert counts(conditioner, Reading(binding, at(1), raw)) == [(at(1), PRESS, raw, 0)]
-    assert counts(conditioner, Reading(binding, at(2), raw + 5)) == [(at(2), PRESS, 5, 0)]
+    made, recorded = discontinuities(conditioner, Reading(binding, at(seconds), raw))
+    assert made == []
+    assert recorded == [(at(seconds), binding.signal.signal_id, baseline, raw, "rebase", 0)]
+    # The new value is the baseline: what follows counts from it.
+    assert counts(conditioner, Reading(binding, at(seconds + 1), raw + 1)) == [
+        (at(seconds + 1), PRESS, 1, 0)]
+    assert conditioner.discontinuities == {"rebase": 1}
+
+
+def test_the_time_since_the_last_reading_decides_and_survives_a_restart() -> None:
+    before = Conditioner()
+    counts(before, Reading(TIMED_GOOD, at(0), 70_068))
+    carry = CarryOver.from_json(json.loads(json.dumps(before.carry_over().to_json())))
+    assert carry.counter_at == {FAST_PRESS.signal_id: at(0)}
+    # Down for an hour: 100 parts since a reset are plausible now.
+    after = Conditioner(carry)
+    made, recorded = discontinuities(after, Reading(TIMED_GOOD, at(3600), 100))
+    assert made == [(at(3600), PRESS, 100, 0)]
+    assert [r[4] for r in recorded] == ["reset"]
+
+
+@pytest.mark.parametrize(("previous", "current", "modulus", "elapsed", "cycle", "judged"), [
+    (0, 0, 2**32, 1.0, 1.0, (None, 0)),
+    (100, 105, 2**32, 1.0, 1.0, (None, 5)),
+    (2**32 - 1, 0, 2**32, 1.0, 1.0, ("rollover", 1)),
+    (2**32 - 10, 5, 2**32, 10.0, 1.0, ("rollover", 15)),
+    (2**32 - 10, 5, 2**32, 1.0, 1.0, ("rebase", 0)),
+    (2**16 - 1, 0, 2**16, None, None, ("rollover", 1)),
+    (65_530, 10, 2**16, None, None, ("rollover", 16)),
+    (1_000, 12, 2**32, 10.0, 1.0, ("reset", 12)),
+    (1_000, 0, 2**16, None, None, ("reset", 0)),
+    (70_068, 70_000, 2**32, 0.1, 2.0, ("rebase", 0)),
+    (70_068, 70_000, 2**32, None, 2.0, ("rebase", 0)),
+], ids=["unchanged", "counted-up", "uint32-top-to-zero", "uint32-rollover",
+        "too-far-to-wrap-in-time", "uint16-top-to-zero", "uint16-rollover", "uint32-reset",
+        "reset-to-zero", "preset", "preset-no-time"])
+def test_judge_counter(previous: int, current: int, modulus: int, elapsed: float | None,
+                       cycle: float | None, judged: tuple[str | None, int]) -> None:
+    assert judge_counter(previous, current, modulus, elapsed, cycle) == judged
 
 
 def test_bad_counter_readings_do_not_move_the_baseline() -> None:
@@ -278,23 +352,6 @@ def test_bad_counter_readings_do_not_move_the_baseline() -> None:
     assert counts(conditioner, Reading(GOOD, at(5), 110)) == [(at(5), PRESS, 10, 0)]
 
 
-@pytest.mark.parametrize(("previous", "current", "modulus", "parts"), [
-    (0, 0, 2**32, 0),
-    (100, 105, 2**32, 5),
-    (2**32 - 1, 0, 2**32, 1),
-    (2**32 - 10, 5, 2**32, 15),
-    (2**16 - 1, 0, 2**16, 1),
-    (65_530, 10, 2**16, 16),
-    (1_000, 12, 2**32, 12),
-    (30_000, 5, 2**16, 5),
-    (1_000, 0, 2**16, 0),
-], ids=["unchanged", "counted-up", "uint32-top-to-zero", "uint32-rollover",
-        "uint16-top-to-zero", "uint16-rollover", "uint32-reset", "uint16-reset",
-        "reset-to-zero"])
-def test_counter_increment(previous: int, current: int, modulus: int, parts: int) -> None:
-    assert counter_increment(previous, current, modulus) == parts
-
-
 # --- across a restart ----------------------------------------------------------------
 
 def test_carry_over_survives_json_and_restores_counters_not_states() -> None:
@@ -305,7 +362,7 @@ def test_carry_over_survives_json_and_restores_counters_not_states() -> None:
               Reading(GOOD, at(0), 100),
               Reading(REJECT, at(0), 7))
     carry = before.carry_over()
-    assert carry == CarryOver(counters={2: 100, 3: 7})
+    assert carry == CarryOver(counters={2: 100, 3: 7}, counter_at={2: at(0), 3: at(0)})
 
     restored = CarryOver.from_json(json.loads(json.dumps(carry.to_json())))
     assert restored == carry
