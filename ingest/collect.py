@@ -218,6 +218,15 @@ async def _report(collection: Collection, files: CollectorFiles | None,
                      health.spool_rows, health.database)
 
 
+def quiet_libraries() -> None:
+    """One log line per event: the collectors report each lost connection once, with its
+    source and reason, so the protocol libraries' own reports of it (asyncua logs every
+    session step and a traceback per lost server, pymodbus each failed connect) are kept
+    to what they find fatal."""
+    for library in ("asyncua", "pymodbus"):
+        logging.getLogger(library).setLevel(logging.CRITICAL)
+
+
 def stop_on_signals(stop: asyncio.Event) -> None:
     """SIGTERM and SIGINT ask for a clean stop: everything queued is flushed first."""
     loop = asyncio.get_running_loop()
@@ -231,7 +240,7 @@ async def run_until_signalled(tag_map_path: Path, url: str, files: CollectorFile
     """What `mes collect` does: check the tag map, collect, stop cleanly on a signal."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("asyncua").setLevel(logging.WARNING)  # it logs every session step
+    quiet_libraries()
     tag_map = load_tag_map(tag_map_path, url, files, role)
     collection = build(tag_map, url, files, spool_max_bytes=spool_max_bytes,
                        flush_rows=flush_rows, flush_seconds=flush_seconds, role=role)

@@ -283,7 +283,8 @@ class OpcUaCollector:
         return [reading for reading in self._latest if reading is not None]
 
     def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
-        log.warning("%s: subscription status changed to %s", self.name, status.Status)
+        # Comes with a lost connection, which is reported once by the reconnect loop.
+        log.debug("%s: subscription status changed to %s", self.name, status.Status.name)
 
     def _mark_gap(self) -> None:
         now = dt.datetime.now(dt.UTC)

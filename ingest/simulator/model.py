@@ -267,6 +267,18 @@ class LineModel:
         machine.good = 0
         machine.reject = 0
 
+    def preset_counters(self, machine_code: str, good: int | None = None,
+                        reject: int | None = None) -> None:
+        """Set part counters to given values (a retained or preset value after a restart)."""
+        machine = self._machine(machine_code)
+        for name, value in (("good", good), ("reject", reject)):
+            if value is None:
+                continue
+            if not 0 <= value < COUNTER_MODULUS:
+                raise ValueError(f"{machine_code}: {name} counter {value} is outside "
+                                 f"0..{COUNTER_MODULUS - 1} (the counters are 32-bit)")
+            setattr(machine, name, value)
+
     def _machine(self, machine_code: str) -> _Machine:
         try:
             return self._machines[machine_code]

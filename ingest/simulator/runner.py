@@ -133,6 +133,25 @@ class Simulator:
         """A machine's part counters restart at 0 (a PLC restart), served on the next tick."""
         self.model.reset_counters(machine_code)
 
+    def preset_counters(self, machine_code: str, good: int | None = None,
+                        reject: int | None = None) -> None:
+        """Set a machine's part counters (a device back at a retained or preset value);
+        the model counts on from there, served on the next tick."""
+        self.model.preset_counters(machine_code, good, reject)
+
+    async def stop_modbus(self) -> None:
+        """Take the Modbus server down (OPC UA and the model go on), as a device reboot does."""
+        await self._modbus().stop()
+
+    async def start_modbus(self) -> None:
+        """Bring the Modbus server back on its port; it serves the latest values."""
+        await self._modbus().start()
+
+    def _modbus(self) -> ModbusServer:
+        if self.modbus is None:
+            raise RuntimeError("this simulator was started without Modbus (modbus_port=None)")
+        return self.modbus
+
     async def stop_opcua(self) -> None:
         """Take the OPC UA server down (Modbus and the model go on), as a PLC reboot does."""
         await self._opcua().stop()
