@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
+import os
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,7 @@ from transactional.plant_file import PlantDefinition
 pytestmark = pytest.mark.slow
 
 TOP = 2**32 - 1
+MES = str(Path(sys.executable).parent / "mes")
 
 
 def _now() -> dt.datetime:
@@ -321,3 +326,61 @@ async def test_modbus_changes_only_with_a_heartbeat(db_url: str, tmp_path: Path)
     assert 3 <= len(values) <= 5, values
     assert set(values[:-1]) == {40.0}
 
+
+
+async def _start_collect(tag_map: Path, directory: Path, url: str,
+                         ) -> asyncio.subprocess.Process:
+    env = {**os.environ, "MES_DATABASE_URL": url}
+    return await asyncio.create_subprocess_exec(
+        MES, "collect", "--tag-map", str(tag_map), "--dir", str(directory), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+def _status(directory: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads((directory / "status.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data
+
+
+@in_event_loop
+async def test_after_kill_9_the_next_start_records_the_crash_gap_from_the_last_durable_write(
+        db_url: str, tmp_path: Path) -> None:
+    plant, _ = load_sample_plant(db_url)
+    directory = tmp_path / "collect"
+    async with Simulator(plant, speed=5, opcua_port=0, modbus_port=0) as simulator:
+        tag_map = tmp_path / "tags.toml"
+        tag_map.write_text(_mixed_tags(plant, simulator))
+        process = await _start_collect(tag_map, directory, db_url)
+        await eventually(lambda: _status(directory).get("rows_written", 0) > 100, 30,
+                         "rows written")
+        process.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(process.communicate(), 30)
+        killed_at = _now()
+        assert _gaps(db_url) == []  # a crash leaves no record of its own
+        await asyncio.sleep(1)
+
+        process = await _start_collect(tag_map, directory, db_url)
+        await eventually(lambda: len(_gaps(db_url)) == 2
+                         and all(g[3] is not None for g in _gaps(db_url)), 30,
+                         "the crash gaps recorded and closed")
+        restarted = _now()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    log = stderr.decode()
+    assert process.returncode == 0, log
+    crashed = sorted(g for g in _gaps(db_url) if g[4] == "collector_crashed")
+    assert [(m, s) for m, s, *_ in crashed] == [("PRESS-1", "opcua"), ("PRESS-2", "PRESS-2")]
+    for _, _, start, end, _ in crashed:
+        # From the last batch stored before the kill to the first data after the restart.
+        assert killed_at - dt.timedelta(seconds=2) <= start <= killed_at
+        assert end is not None and killed_at + dt.timedelta(seconds=1) <= end <= restarted
+    assert "did not stop cleanly; collection gaps from its last durable write" in log
+    assert "opcua since" in log and "(PRESS-1)" in log and "PRESS-2 since" in log
+    assert "opcua: data flows again after a collection gap of" in log
+    assert "(collector crashed since" in log
+    # One line per event: no library tracebacks, no line twice.
+    assert "Traceback" not in log
+    lines = [line.split(" ", 2)[-1] for line in log.splitlines()]
+    assert len(lines) == len(set(lines)), log

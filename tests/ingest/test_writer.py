@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
+import socket
+import time
 from pathlib import Path
 
 import psycopg
@@ -17,7 +20,7 @@ from ingest.spool import Spool
 from ingest.store import write_rows, write_rows_once
 from ingest.tagmap import Binding, PlantSignal
 from ingest.writer import Writer
-from tests.ingest.collecting import in_event_loop
+from tests.ingest.collecting import eventually, in_event_loop, load_sample_plant
 
 T0 = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 TEMPERATURE = Binding(PlantSignal(7, "M.temperature", "process_value", 3, "M", 0.0, 100.0),
@@ -185,3 +188,72 @@ async def test_a_spooled_batch_the_database_refuses_does_not_block_the_others(
     assert _table_counts(db_url) == (11, 1, 1)
     assert writer.health.rows_recovered == 12
     assert writer.health.samples_dropped == 1
+
+
+def _dead(url: str) -> str:
+    """The same database on a port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return re.sub(r":\d+/", f":{port}/", url, count=1)
+
+
+@in_event_loop
+async def test_the_status_says_connected_before_any_data(db_url: str, tmp_path: Path) -> None:
+    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20))
+    assert writer.health.database == "connecting"
+    running = asyncio.create_task(writer.run())
+    await eventually(lambda: writer.health.database == "connected", 5, "the database probed")
+    await writer.close()
+    await running
+
+
+@in_event_loop
+async def test_while_anything_is_spooled_the_database_is_retried_without_new_data(
+        db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    writer = Writer(_dead(db_url), spool, flush_seconds=0.01)
+    running = asyncio.create_task(writer.run())
+    await eventually(lambda: writer.health.database == "unreachable", 5, "unreachable")
+    writer.submit([Reading(TEMPERATURE, T0 + dt.timedelta(seconds=i), float(i))
+                   for i in range(50)])
+    await eventually(lambda: spool.rows == 50, 5, "spooled")
+    writer.url = db_url  # the database is back; no new data arrives
+    back = time.monotonic()
+    await eventually(lambda: not spool and writer.health.database == "connected", 5,
+                     "the spool replayed on the writer's own timer")
+    replayed = time.monotonic() - back
+    with capsys.disabled():
+        print(f"\ndatabase back -> spool replayed (no new data): {replayed:.2f} s")
+    assert replayed < 2.5  # the retry interval is capped at 2 s
+    assert _table_counts(db_url) == (50, 0, 0)
+    await writer.close()
+    await running
+
+
+@in_event_loop
+async def test_rows_the_full_spool_cannot_take_leave_a_spool_overflow_gap(
+        db_url: str, tmp_path: Path) -> None:
+    _, signals = load_sample_plant(db_url)
+    machine = signals["PRESS-1.temperature"].equipment_id
+    spool = Spool(tmp_path / "spool", 2_000)
+    writer = Writer(_dead(db_url), spool, flush_seconds=0.01, equipment_of={7: machine})
+    running = asyncio.create_task(writer.run())
+    await eventually(lambda: writer.health.database == "unreachable", 5, "unreachable")
+    for batch in range(10):
+        writer.submit([Reading(TEMPERATURE, T0 + dt.timedelta(seconds=batch * 10 + i),
+                               float(i)) for i in range(10)])
+        await asyncio.sleep(0.05)
+    await eventually(lambda: writer.health.samples_dropped > 0, 5, "rows dropped")
+    writer.url = db_url
+    await eventually(lambda: not spool and writer.health.database == "connected", 5,
+                     "back")
+    await writer.close()
+    await running
+    with psycopg.connect(db_url) as conn:
+        gaps = conn.execute("SELECT equipment_id, source, gap_start, gap_end, cause "
+                            "FROM ts.collection_gap").fetchall()
+        stored = conn.execute("SELECT min(ts), max(ts) FROM ts.process_value").fetchone()
+    [(equipment_id, source, start, end, cause)] = gaps
+    assert (equipment_id, source, cause) == (machine, "spool", "spool_overflow")
+    assert stored is not None and stored[1] < start <= end <= T0 + dt.timedelta(seconds=99)
