@@ -22,6 +22,8 @@ import psycopg
 import pytest
 
 from ingest.collect import Collection
+from ingest.modbus import ModbusCollector
+from ingest.opcua import OpcUaCollector
 from ingest.simulator.layout import fault_code_signal, modbus_units, register_map
 from ingest.simulator.runner import Simulator
 from ingest.simulator.tagmap import node_id
@@ -79,7 +81,9 @@ def _machine_tags(plant: PlantDefinition, simulator: Simulator, protocol: str,
 
 
 def _latest(collection: Collection, code: str) -> float | None:
-    for collector in [*collection.opcua, *collection.modbus]:
+    collectors: list[OpcUaCollector | ModbusCollector] = [*collection.opcua,
+                                                          *collection.modbus]
+    for collector in collectors:
         for reading in collector.latest_readings():
             if reading.binding.signal.code == code:
                 return reading.value
@@ -99,14 +103,14 @@ def _query(url: str, statement: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 def _discontinuities(url: str) -> list[tuple[str, int, int, str, int]]:
-    return [tuple(row) for row in _query(  # type: ignore[misc]
+    return [tuple(row) for row in _query(
         url, "SELECT s.code, d.old_value, d.new_value, d.decision, d.counted "
              "FROM ts.counter_discontinuity d JOIN mes.signal s ON s.id = d.signal_id "
              "ORDER BY d.ts")]
 
 
 def _gaps(url: str) -> list[tuple[str, str, dt.datetime, dt.datetime | None, str]]:
-    return [tuple(row) for row in _query(  # type: ignore[misc]
+    return [tuple(row) for row in _query(
         url, "SELECT e.code, g.source, g.gap_start, g.gap_end, g.cause "
              "FROM ts.collection_gap g JOIN mes.equipment e ON e.id = g.equipment_id "
              "ORDER BY g.gap_start, e.code")]
