@@ -83,6 +83,14 @@ def _hidden(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _password_hint() -> str:
+    settings = get_settings()
+    if settings.database_url is not None:
+        return ""
+    return (f"   (the password is in "
+            f"{LocalCluster.from_settings(settings).password_file()})")
+
+
 def _bring_up() -> str:
     """Start the local cluster (unless MES_DATABASE_URL names a server) and migrate."""
     settings = get_settings()
@@ -103,7 +111,7 @@ def _bring_up() -> str:
 def db_up() -> None:
     """Provision and start the local database (or use MES_DATABASE_URL), then migrate it."""
     url = _bring_up()
-    typer.echo(f"database ready: {url}")
+    typer.echo(f"database ready: {_hidden(url)}")
 
 
 @db_app.command("down")
@@ -725,7 +733,7 @@ def demo(
                               role=get_settings().collect_role))
     typer.echo(
         "\nWhere to look next:\n"
-        f"  psql '{url}'\n"
+        f"  psql '{_hidden(url)}'{_password_hint()}\n"
         "  tables: mes.equipment, mes.signal, mes.shift, mes.downtime_reason; hypertables in ts\n"
         "  .venv/bin/mes simulate --tag-map-out tags.toml   (serves the plant until Ctrl-C)\n"
         "  .venv/bin/mes collect --tag-map tags.toml        (collects it; "

@@ -118,6 +118,10 @@ class LocalCluster:
     def log_file(self) -> Path:
         return self.server_dir / "postgres.log"
 
+    def password_file(self, role: str = OWNER_ROLE) -> Path:
+        """Where a role's password is kept (readable by this user only)."""
+        return self._password_file(role)
+
     def _password_file(self, role: str) -> Path:
         # Next to the server's files: a cluster and its passwords always go together.
         return self.server_dir / f"{role}.password"
@@ -189,6 +193,10 @@ class LocalCluster:
         if not self.initialized:
             self._init(bin_dir)
         self._write_config()
+        # The server log holds statements and row data: its owner's alone (clusters made
+        # before this was so are corrected here).
+        if self.log_file.exists():
+            self.log_file.chmod(0o600)
         if not running:
             self._run([str(bin_dir / "pg_ctl"), "start", "-w", "-t", "60", "-D",
                        str(self.data_dir), "-l", str(self.log_file)])
@@ -214,7 +222,7 @@ class LocalCluster:
                     secret.write(secrets.token_urlsafe(18) + "\n")
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
-        self.log_file.touch()
+        self.log_file.touch(mode=0o600)
         for path in (self.data_dir, self.socket_dir, self.log_file):
             self._own(path)
         # initdb reads the superuser password from a file the postgres user can read.

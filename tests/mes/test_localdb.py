@@ -53,6 +53,8 @@ def test_cluster_up_is_idempotent_and_keeps_data_across_restarts(
 
     scratch_cluster.up()  # a second `db up` changes nothing
     assert scratch_cluster.url() == url
+    # The server log holds statements and row data.
+    assert scratch_cluster.log_file.stat().st_mode & 0o777 == 0o600
 
     assert scratch_cluster.down() is True
     assert not scratch_cluster.is_running()
@@ -81,6 +83,9 @@ def test_db_up_on_an_external_server_only_migrates(empty_db: str) -> None:
     result = CliRunner().invoke(app, ["db", "up"], env={"MES_DATABASE_URL": empty_db})
     assert result.exit_code == 0, result.output
     assert "starting the local" not in result.output
+    password = make_url(empty_db).password
+    assert password and password not in result.output
+    assert "database ready: postgresql://mes_owner:***@127.0.0.1" in result.output
     assert "edition" in result.output
     with engine(empty_db).connect() as conn:
         assert migrate.current_revision(conn) == migrate.head_revision()
@@ -102,7 +107,9 @@ def test_demo_migrates_loads_the_sample_plant_and_shows_data_arriving(
     assert result.exit_code == 0, result.output
     assert "sample plant" in result.output and "loaded" in result.output
     assert "work_unit: 8" in result.output
-    assert "psql" in result.output
+    assert "psql 'postgresql://mes_owner:***@127.0.0.1" in result.output
+    password = make_url(empty_db).password
+    assert password and password not in result.output
     with engine(empty_db).connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM mes.signal")).scalar_one() == 48
         # The simulator and both collectors ran: every machine sent data.
