@@ -19,6 +19,8 @@ from typing import Any
 
 import psycopg
 
+from ingest.files import CollectError as CollectError
+from ingest.files import CollectorFiles as CollectorFiles
 from ingest.gaps import GapKeeper, RunRecord, resume
 from ingest.health import Health, write_signals, write_status
 from ingest.modbus import ModbusCollector
@@ -29,43 +31,6 @@ from ingest.tagmap import PlantSignal, TagMap, read_tag_map
 from ingest.writer import DEFAULT_FLUSH_ROWS, Writer
 
 log = logging.getLogger("mes.ingest")
-
-
-class CollectError(RuntimeError):
-    """The collector cannot start; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class CollectorFiles:
-    """The collector's folder: spool, counter baselines, signal map copy, status."""
-
-    directory: Path
-
-    @property
-    def spool(self) -> Path:
-        return self.directory / "spool"
-
-    @property
-    def carry_over(self) -> Path:
-        return self.directory / "carry_over.json"
-
-    @property
-    def signal_map(self) -> Path:
-        return self.directory / "signal_map.json"
-
-    @property
-    def status(self) -> Path:
-        return self.directory / "status.json"
-
-    @property
-    def signals(self) -> Path:
-        """Per signal: the last value received and when (`mes collect status --signals`)."""
-        return self.directory / "signals.json"
-
-    @property
-    def run_record(self) -> RunRecord:
-        return RunRecord(marker=self.directory / "running.pid",
-                         progress=self.directory / "progress.json")
 
 
 def plant_signals(url: str, files: CollectorFiles,
@@ -117,6 +82,10 @@ class Collection:
     gaps: GapKeeper
 
 
+def run_record(files: CollectorFiles) -> RunRecord:
+    return RunRecord(marker=files.run_marker, progress=files.progress)
+
+
 def machines_by_source(tag_map: TagMap) -> dict[str, dict[int, str]]:
     """source name -> {equipment id: machine code} of the signals it delivers."""
     machines: dict[str, dict[int, str]] = {}
@@ -131,7 +100,7 @@ def build(tag_map: TagMap, url: str, files: CollectorFiles, *, spool_max_bytes: 
           role: str | None = None) -> Collection:
     health = Health()
     files.directory.mkdir(parents=True, exist_ok=True)
-    record = files.run_record
+    record = run_record(files)
     writer = Writer(url, Spool(files.spool, spool_max_bytes), health,
                     carry_over_path=files.carry_over, flush_rows=flush_rows,
                     flush_seconds=flush_seconds, role=role,
@@ -158,7 +127,7 @@ async def run(collection: Collection, stop: asyncio.Event, files: CollectorFiles
     With `files`, the gaps of the previous run are taken over (a crash is found by the run
     marker it left) and a clean stop records its own gaps for the next start to close."""
     writer = collection.writer
-    record = files.run_record if files is not None else None
+    record = run_record(files) if files is not None else None
     if record is not None:
         sources = [c.name for c in collection.opcua] + [c.name for c in collection.modbus]
         writer.durable.update(resume(collection.gaps, record, sources))

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ingest.files import TagMapError as TagMapError
 from transactional.models import SignalKind
 
 RegisterType = Literal["uint16", "int16", "uint32", "int32", "float32"]
@@ -30,16 +31,6 @@ MAX_REGISTERS_PER_READ = 125
 
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 Millis = Annotated[int, Field(gt=0, le=3_600_000)]
-
-
-class TagMapError(ValueError):
-    """A tag map the collector refuses to start with; lists every problem found."""
-
-    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
-        self.path = str(path)
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {problem}" for problem in self.problems)
-        super().__init__(f"{self.path}: tag map rejected, the collector did not start:\n{lines}")
 
 
 class _Entry(BaseModel):

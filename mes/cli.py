@@ -22,17 +22,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from ingest.collect import CollectError, CollectorFiles
-from ingest.health import describe_status
+from ingest.files import CollectError, CollectorFiles, TagMapError
 from ingest.retention import (
     PolicyUnavailableError,
     drop_old_chunks,
     parse_age,
     schedule_retention,
 )
-from ingest.tagmap import TagMapError
 from mes import migrate
 from mes.db import database_url, engine, session_factory
+from mes.launch import collect_status
 from mes.localdb import LocalCluster, LocalDatabaseError
 from mes.settings import get_settings
 from transactional.errors import RuleViolation
@@ -299,18 +298,8 @@ def collect(
         role=settings.collect_role))
 
 
-@collect_app.command("status")
-@user_errors
-def collect_status(
-    directory: Annotated[Path | None, typer.Option("--dir", help="the collector's folder")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="the raw status as JSON")] = False,
-) -> None:
-    """How the collector is doing: rates, queue, spool, flush latency, sources."""
-    files = _collector_files(directory)
-    if not files.status.exists():
-        raise _fail(f"no status in {files.directory}: has `mes collect` run with this --dir?")
-    data = json.loads(files.status.read_text())
-    typer.echo(json.dumps(data, indent=1) if as_json else describe_status(data))
+# Defined beside the console script, which answers it without importing this module.
+collect_app.command("status")(collect_status)
 
 
 audit_app = typer.Typer(help="The audit log of changes to orders, runs, lots, quality "

@@ -11,7 +11,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ingest.writer import DEFAULT_FLUSH_ROWS
+# The writer's default (ingest.writer.DEFAULT_FLUSH_ROWS), not imported from it: reading the
+# settings must not load the ingest path (`mes collect status` reads them).
+DEFAULT_FLUSH_ROWS = 100_000
 
 
 def _default_home() -> Path:

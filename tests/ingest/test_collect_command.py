@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,25 @@ def test_a_login_that_may_not_act_as_the_ingest_role_is_refused_at_start(
         db_admin.execute(f"REVOKE ALL ON ingest_api.signal_map FROM {login}")
         db_admin.execute(f"REVOKE ALL ON SCHEMA ingest_api FROM {login}")
         db_admin.execute(f"DROP ROLE {login}")
+
+
+def test_collect_status_answers_without_loading_the_database_or_protocol_libraries(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "status.json").write_text(json.dumps({
+        "at": 0, "pid": 1, "started_at": 0, "samples_received": 0, "rows_written": 0,
+        "samples_filtered": 0, "samples_dropped": 0, "queue_depth": 0, "spool_rows": 0,
+        "spool_bytes": 0, "rows_recovered": 0, "last_flush_rows": 0, "database": "connected",
+        "sources": {}}))
+    probe = ("import sys, time; started = time.perf_counter(); "
+             "sys.argv = ['mes', 'collect', 'status', '--dir', sys.argv[1]]; "
+             "from mes.launch import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print('took', time.perf_counter() - started)\n"
+             "print('loaded', sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'asyncua', 'pymodbus', 'sqlalchemy', 'psycopg', 'alembic', 'transactional'}))")
+    result = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True,
+                            text=True, check=True)
+    assert "database: connected" in result.stdout
+    assert "loaded []" in result.stdout
+    with capsys.disabled():
+        print(f"\nmes collect status in-process {result.stdout.split('took')[1].split()[0]} s")

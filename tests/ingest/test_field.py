@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
 from ingest.collect import Collection
 from ingest.modbus import ModbusCollector
@@ -27,6 +28,7 @@ from ingest.opcua import OpcUaCollector
 from ingest.simulator.layout import fault_code_signal, modbus_units, register_map
 from ingest.simulator.runner import Simulator
 from ingest.simulator.tagmap import node_id
+from mes.cli import app
 from tests.ingest.collecting import (
     collecting,
     eventually,
@@ -147,6 +149,8 @@ async def test_rollover_reset_and_rebase_are_decided_recorded_and_counted(
                 health = collection.health
                 await eventually(lambda: health.counter_discontinuities == {
                     "rollover": 1, "reset": 1, "rebase": 1}, 5, "counted in the status")
+    shown = CliRunner().invoke(app, ["collect", "status", "--dir", str(tmp_path / "collect")])
+    assert "counter discontinuities: 1 rebase, 1 reset, 1 rollover" in shown.output
     assert _discontinuities(db_url) == [
         ("PRESS-1.good", TOP, 0, "rollover", 1),
         ("PRESS-1.good", 3, 1, "reset", 1),
@@ -176,6 +180,8 @@ async def test_an_unknown_state_code_is_stored_marked_counted_and_warned_once(
                                  "five state changes stored")
                 await eventually(lambda: collection.health.unknown_states == {"PRESS-1 99": 2},
                                  5, "counted in the status")
+    shown = CliRunner().invoke(app, ["collect", "status", "--dir", str(tmp_path / "collect")])
+    assert "unknown state codes: machine PRESS-1 code 99 (2 readings)" in shown.output
     assert [state for _, state, _ in stored_states(db_url)["PRESS-1"]] == [1, 99, 1, 99, 5]
     marked = _query(db_url, "SELECT s.state FROM ts.unknown_state u JOIN ts.equipment_state s "
                             "USING (equipment_id, ts) ORDER BY ts")
@@ -324,6 +330,10 @@ async def test_modbus_changes_only_with_a_heartbeat(db_url: str, tmp_path: Path)
                           "ON s.id = p.signal_id WHERE s.code = 'PRESS-1.temperature' "
                           "ORDER BY p.ts")
     values = [value for (value,) in rows]
+    shown = CliRunner().invoke(app, ["collect", "status", "--signals",
+                                     "--dir", str(tmp_path / "collect")])
+    [line] = [line for line in shown.output.splitlines() if "PRESS-1.temperature" in line]
+    assert line.split()[1:3] == ["41", "good"] and "PRESS-1 holding:6" in line
     assert polls > 40
     # The first reading, one heartbeat a second while unchanged, and the change.
     assert values[0] == 40.0 and values[-1] == 41.0
