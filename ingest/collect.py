@@ -33,8 +33,8 @@ from ingest.writer import DEFAULT_FLUSH_ROWS, Writer
 log = logging.getLogger("mes.ingest")
 
 
-def plant_signals(url: str, files: CollectorFiles,
-                  role: str | None = None) -> dict[str, PlantSignal]:
+def plant_signals(url: str, files: CollectorFiles, role: str | None = None, *,
+                  keep_copy: bool = True) -> dict[str, PlantSignal]:
     """The plant's signals from the database, else from the copy kept at the last start.
 
     With `role`, they are read acting as that role, as the writer will write: a login that
@@ -58,7 +58,9 @@ def plant_signals(url: str, files: CollectorFiles,
         log.warning("database unreachable; checking the tag map against the signal map "
                     "saved in %s", files.signal_map)
         saved = json.loads(files.signal_map.read_text())
-        return {code: PlantSignal(**fields) for code, fields in saved.items()}
+        return {code: _saved_signal(fields) for code, fields in saved.items()}
+    if not keep_copy:
+        return signals
     files.directory.mkdir(parents=True, exist_ok=True)
     temporary = files.signal_map.with_suffix(".tmp")
     temporary.write_text(json.dumps({code: asdict(s) for code, s in signals.items()}))
@@ -66,9 +68,26 @@ def plant_signals(url: str, files: CollectorFiles,
     return signals
 
 
-def load_tag_map(path: Path, url: str, files: CollectorFiles,
-                 role: str | None = None) -> TagMap:
-    return read_tag_map(path, plant_signals(url, files, role))
+def _saved_signal(fields: dict[str, Any]) -> PlantSignal:
+    codes = fields.get("state_codes")
+    return PlantSignal(**{**fields, "state_codes": None if codes is None else tuple(codes)})
+
+
+def load_tag_map(path: Path, url: str, files: CollectorFiles, role: str | None = None, *,
+                 keep_copy: bool = True) -> TagMap:
+    return read_tag_map(path, plant_signals(url, files, role, keep_copy=keep_copy))
+
+
+def check_tag_map_file(tag_map_path: Path, url: str, files: CollectorFiles,
+                       role: str | None) -> tuple[str, bool]:
+    """What `mes collect --check` does: the table of every address read once, and whether
+    all of them were good. Stores nothing, not even the signal map copy."""
+    from ingest.check import check_tag_map, render
+
+    quiet_libraries()
+    tag_map = load_tag_map(tag_map_path, url, files, role, keep_copy=False)
+    lines = asyncio.run(check_tag_map(tag_map))
+    return render(lines), all(line.ok for line in lines)
 
 
 @dataclass

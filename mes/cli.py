@@ -281,6 +281,9 @@ def collect(
     directory: Annotated[Path | None, typer.Option(
         "--dir", help="spool, counter baselines and status file (default: MES_COLLECT_DIR "
                       "or .mes/collect)")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="read every node and register once, print what came back, store "
+                        "nothing; exit 1 if any failed")] = False,
 ) -> None:
     """Run the collectors of a tag map until SIGTERM or Ctrl-C; `mes collect status` shows
     how they are doing."""
@@ -288,10 +291,17 @@ def collect(
         return
     if tag_map is None:
         raise _fail("give the tag map: mes collect --tag-map FILE")
-    from ingest.collect import run_until_signalled
+    from ingest.collect import check_tag_map_file, run_until_signalled
 
     settings = get_settings()
     files = _collector_files(directory)
+    if check:
+        table, all_good = check_tag_map_file(tag_map, database_url(settings), files,
+                                             settings.collect_role)
+        typer.echo(table)
+        if not all_good:
+            raise typer.Exit(code=1)
+        return
     asyncio.run(run_until_signalled(
         tag_map, database_url(settings), files, spool_max_bytes=settings.spool_max_bytes,
         flush_rows=settings.flush_rows, flush_seconds=settings.flush_interval_ms / 1000,
@@ -300,6 +310,35 @@ def collect(
 
 # Defined beside the console script, which answers it without importing this module.
 collect_app.command("status")(collect_status)
+
+
+opcua_app = typer.Typer(help="OPC UA tools: what a server offers.", no_args_is_help=True)
+app.add_typer(opcua_app, name="opcua")
+
+
+@opcua_app.command("browse")
+def opcua_browse(
+    endpoint: Annotated[str, typer.Argument(help="opc.tcp://host:port[/path]")],
+    depth: Annotated[int, typer.Option(min=1, max=20,
+                                       help="levels below the Objects folder")] = 4,
+    stub: Annotated[bool, typer.Option(
+        "--tag-map-stub", help="print a starting tag map instead of the table")] = False,
+    name: Annotated[str, typer.Option(help="the source's name in the stub")] = "plc",
+) -> None:
+    """List the server's variables: node id (with the namespace index it uses), browse
+    path, data type and current value."""
+    import logging
+
+    from asyncua.ua.uaerrors import UaError
+
+    from ingest.browse import browse, render_table, tag_map_stub
+
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)
+    try:
+        variables = asyncio.run(browse(endpoint, depth))
+    except (OSError, TimeoutError, UaError) as error:
+        raise _fail(f"cannot browse {endpoint}: {error or type(error).__name__}") from None
+    typer.echo(tag_map_stub(endpoint, variables, name) if stub else render_table(variables))
 
 
 audit_app = typer.Typer(help="The audit log of changes to orders, runs, lots, quality "
