@@ -61,6 +61,7 @@ class ModbusCollector:
         self.requests = 0
         # per read: the quality last reported for it (GOOD or a failure code)
         self._condition: dict[int, Quality] = {}
+        self._unreachable = False  # a lost connection or timeout has been reported
         self._client: AsyncModbusTcpClient | None = None
         self.health.sources[self.name] = "starting"
 
@@ -173,8 +174,13 @@ class ModbusCollector:
         if self._condition.get(index) == quality:
             return []
         self._condition[index] = quality
-        log.warning("%s (%s:%d unit %d): %s", self.name, self.device.device.host,
-                    self.device.device.port, self.device.device.unit, state)
+        # A lost device fails every read of the poll: one line for the device, not one per
+        # read; an exception response is about its read.
+        device_wide = quality in (Quality.COMMUNICATION_LOST, Quality.TIMEOUT)
+        if not device_wide or not self._unreachable:
+            log.warning("%s (%s:%d unit %d): %s", self.name, self.device.device.host,
+                        self.device.device.port, self.device.device.unit, state)
+        self._unreachable = self._unreachable or device_wide
         failed = []
         for f in read.fields:
             reading = Reading(f.binding, now, None, quality)
@@ -186,8 +192,10 @@ class ModbusCollector:
     def _recovered(self, index: int) -> None:
         previous = self._condition.get(index)
         if previous != Quality.GOOD:
-            if previous is not None:
+            if previous is not None and (self._unreachable or previous not in (
+                    Quality.COMMUNICATION_LOST, Quality.TIMEOUT)):
                 log.info("%s: answering again", self.name)
+            self._unreachable = False
             self._condition[index] = Quality.GOOD
         if all(q == Quality.GOOD for q in self._condition.values()):
             self.health.sources[self.name] = "polling"

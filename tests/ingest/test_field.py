@@ -196,7 +196,8 @@ async def test_an_unknown_state_code_is_stored_marked_counted_and_warned_once(
 @pytest.mark.parametrize("protocol", ["opcua", "modbus"])
 @in_event_loop
 async def test_a_lost_source_leaves_a_gap_per_machine_closed_when_data_flows_again(
-        protocol: str, db_url: str, tmp_path: Path) -> None:
+        protocol: str, db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     plant, signals = load_sample_plant(db_url)
     machines = ("PRESS-1", "PRESS-2")
     async with Simulator(plant, speed=5, opcua_port=0, modbus_port=0) as simulator:
@@ -230,6 +231,15 @@ async def test_a_lost_source_leaves_a_gap_per_machine_closed_when_data_flows_aga
         # From the last sign of life before the loss to the first data after it.
         assert down_at - dt.timedelta(seconds=1.5) <= start <= down_at + dt.timedelta(seconds=1)
         assert up_at <= end <= up_at + dt.timedelta(seconds=5)
+    # One line per event, with the source and the reason; nothing from the libraries.
+    lines = [r.getMessage() for r in caplog.records
+             if r.levelno >= logging.WARNING and r.name.startswith(("mes.ingest.opcua",
+                                                                     "mes.ingest.modbus"))]
+    if protocol == "opcua":
+        assert len([line for line in lines if "lost" in line]) == 1, lines
+    else:
+        for machine in machines:
+            assert len([line for line in lines if line.startswith(f"{machine} (")]) == 1, lines
 
 
 def _mixed_tags(plant: PlantDefinition, simulator: Simulator) -> str:
