@@ -205,6 +205,20 @@ def test_a_quality_change_passes_the_deadband() -> None:
     ]
 
 
+def test_changes_only_with_a_heartbeat_keeps_a_quiet_value_now_and_then() -> None:
+    conditioner = Conditioner()
+    binding = Binding(TEMPERATURE, "PRESS-1", "holding:6", deadband=0.0, changes_only=True,
+                      heartbeat_seconds=1.0)
+    readings = [(0.0, 50.0), (0.1, 50.0), (0.9, 50.0), (1.0, 50.0), (1.5, 50.0),
+                (1.6, 50.1), (1.7, 50.1), (2.7, 50.1), (2.8, None)]
+    rows = condition(conditioner, *(
+        Reading(binding, at(s), v, Quality.GOOD if v is not None else Quality.TIMEOUT)
+        for s, v in readings))
+    # Unchanged values wait for the heartbeat; a change, or a change of quality, at once.
+    assert [(ts, value) for ts, _, value, _ in rows.process_value] == [
+        (at(0), 50.0), (at(1.0), 50.0), (at(1.6), 50.1), (at(2.7), 50.1), (at(2.8), None)]
+
+
 def test_without_a_deadband_every_reading_is_kept() -> None:
     conditioner = Conditioner()
     binding = temperature()

@@ -388,6 +388,11 @@ REFUSALS: dict[str, Refusal] = {
         modbus('{ signal = "PRESS-1.temperature", address = 6, type = "float128" }'),
         ((f"{FIELDS}.[PRESS-1.temperature].type", "'float128' is not allowed; input should "
                                                   "be 'uint16', 'int16', 'uint32'"),)),
+    "heartbeat without a deadband": Refusal(
+        modbus('{ signal = "PRESS-1.temperature", address = 6, type = "float32", '
+               'heartbeat_seconds = 10.0 }'),
+        ((f"{REGS}[PRESS-1.temperature]", "heartbeat_seconds applies to a value kept on "
+                                          "change only; give a deadband"),)),
     "scale on a counter": Refusal(
         modbus('{ signal = "PRESS-1.good", address = 2, type = "uint32", scale = 2.0 }'),
         ((f"{REGS}[PRESS-1.good]", "scale and offset apply to process values only, and "
@@ -585,3 +590,24 @@ def test_a_file_that_is_not_utf8_is_refused(
         read_tag_map(path, signals)
     [problem] = refused.value.problems
     assert problem.startswith("not UTF-8 text")
+
+
+def test_deadband_0_keeps_changes_only_and_the_device_heartbeat_is_the_default(
+        tmp_path: Path, signals: dict[str, PlantSignal]) -> None:
+    tag_map = _read(tmp_path, """
+[[modbus]]
+name = "press"
+host = "127.0.0.1"
+heartbeat_seconds = 60
+registers = [
+  { signal = "PRESS-1.temperature", address = 6, type = "float32", deadband = 0 },
+  { signal = "PRESS-1.speed", address = 8, type = "float32", deadband = 0.5, \
+heartbeat_seconds = 5 },
+  { signal = "PRESS-1.vibration", address = 10, type = "float32" },
+]
+""", signals)
+    bindings = {b.signal.code: (b.deadband, b.changes_only, b.heartbeat_seconds)
+                for b in tag_map.bindings}
+    assert bindings == {"PRESS-1.temperature": (0.0, True, 60.0),
+                        "PRESS-1.speed": (0.5, True, 5.0),
+                        "PRESS-1.vibration": (0.0, False, None)}
