@@ -25,11 +25,12 @@ from ingest.spool import Spool
 from ingest.store import act_as, load_signal_map
 from ingest.tagmap import PlantSignal, TagMap, read_tag_map
 from ingest.writer import DEFAULT_FLUSH_ROWS, Writer
+from transactional.errors import MesError
 
 log = logging.getLogger("mes.ingest")
 
 
-class CollectError(RuntimeError):
+class CollectError(MesError):
     """The collector cannot start; the message says why and what to do."""
 
 

@@ -30,6 +30,7 @@ from transactional.bench.history import (
     copy_history,
     make_shape,
 )
+from transactional.errors import MesError
 from transactional.genealogy import Direction, trace
 from transactional.plant import load_plant
 from transactional.plant_file import read_plant_file
@@ -49,7 +50,7 @@ WHERE l.quantity <> coalesce(m.moved, 0)
 """
 
 
-class TraceBenchError(RuntimeError):
+class TraceBenchError(MesError):
     """The trace bench cannot run; the message says why and what to do."""
 
 
