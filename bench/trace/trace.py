@@ -19,9 +19,8 @@ from typing import Any
 
 import psycopg
 
-from mes.db import session_factory
-from mes.scratch import running_local_cluster, scratch_database
-from transactional.bench.history import (
+from bench.scratch import running_local_cluster, scratch_database
+from bench.trace.history import (
     FINISHED,
     RAW,
     STAGES,
@@ -30,6 +29,7 @@ from transactional.bench.history import (
     copy_history,
     make_shape,
 )
+from mes.db import session_factory
 from transactional.errors import MesError
 from transactional.genealogy import Direction, trace
 from transactional.plant import load_plant
