@@ -19,7 +19,6 @@ from typing import Any
 
 import psycopg
 
-from ingest.files import CollectError as CollectError
 from ingest.files import CollectorFiles as CollectorFiles
 from ingest.gaps import GapKeeper, RunRecord, resume
 from ingest.health import Health, write_signals, write_status
@@ -28,9 +27,14 @@ from ingest.opcua import OpcUaCollector
 from ingest.spool import Spool
 from ingest.store import act_as, load_signal_map
 from ingest.tagmap import PlantSignal, TagMap, read_tag_map
-from ingest.writer import DEFAULT_FLUSH_ROWS, Writer
+from ingest.writer import Writer
+from transactional.errors import MesError
 
 log = logging.getLogger("mes.ingest")
+
+
+class CollectError(MesError):
+    """The collector cannot start; the message says why and what to do."""
 
 
 def plant_signals(url: str, files: CollectorFiles, role: str | None = None, *,
@@ -115,7 +119,7 @@ def machines_by_source(tag_map: TagMap) -> dict[str, dict[int, str]]:
 
 
 def build(tag_map: TagMap, url: str, files: CollectorFiles, *, spool_max_bytes: int,
-          flush_rows: int = DEFAULT_FLUSH_ROWS, flush_seconds: float = 0.05,
+          flush_rows: int, flush_seconds: float = 0.05,
           role: str | None = None) -> Collection:
     health = Health()
     files.directory.mkdir(parents=True, exist_ok=True)

@@ -1,28 +1,13 @@
-"""The collector's folder and the errors that stop a collector, kept light on purpose.
+"""The collector's folder: where its spool, baselines, status and run record are kept.
 
-`mes collect status` needs only these, and must answer without importing the protocol
-libraries (asyncua alone takes about half a second to import). No I/O happens here.
+Kept light on purpose: `mes collect status` needs only this, and must answer without
+importing the protocol libraries (asyncua alone takes about half a second). No I/O here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-
-class CollectError(RuntimeError):
-    """The collector cannot start; the message says why and what to do."""
-
-
-class TagMapError(ValueError):
-    """A tag map the collector refuses to start with; lists every problem found."""
-
-    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
-        self.path = str(path)
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {problem}" for problem in self.problems)
-        super().__init__(f"{self.path}: tag map rejected, the collector did not start:\n{lines}")
 
 
 @dataclass(frozen=True)

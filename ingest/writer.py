@@ -33,15 +33,13 @@ log = logging.getLogger("mes.ingest.writer")
 # is wrong, and retrying it would block everything behind it.
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 _CHUNK = 1000
-# Each transaction costs the server a few milliseconds: under load, large batches.
-DEFAULT_FLUSH_ROWS = 100_000
 # How often the durable progress (the last data stored per source) is saved at most.
 _PROGRESS_SECONDS = 0.5
 
 
 class Writer:
     def __init__(self, url: str, spool: Spool, health: Health | None = None, *,
-                 carry_over_path: Path | None = None, flush_rows: int = DEFAULT_FLUSH_ROWS,
+                 flush_rows: int, carry_over_path: Path | None = None,
                  flush_seconds: float = 0.05, max_queued: int = 1_000_000,
                  retry_seconds: float = 0.5, max_retry_seconds: float = 2.0,
                  role: str | None = None,

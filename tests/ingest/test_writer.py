@@ -20,7 +20,7 @@ from ingest.spool import Spool
 from ingest.store import write_rows, write_rows_once
 from ingest.tagmap import Binding, PlantSignal
 from ingest.writer import Writer
-from tests.ingest.collecting import eventually, in_event_loop, load_sample_plant
+from tests.ingest.collecting import FLUSH_ROWS, eventually, in_event_loop, load_sample_plant
 
 T0 = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 TEMPERATURE = Binding(PlantSignal(7, "M.temperature", "process_value", 3, "M", 0.0, 100.0),
@@ -66,7 +66,7 @@ async def test_a_replayed_batch_already_in_the_database_is_not_stored_twice(
     spool = Spool(tmp_path / "spool", 1 << 20)
     spool.append(_rows(100))
     spool.append(_rows(20, start=100))
-    writer = Writer(db_url, spool, role="mes_ingest")
+    writer = Writer(db_url, spool, role="mes_ingest", flush_rows=FLUSH_ROWS)
     assert writer.recovered_at_start == (102 + 22, 2)
     running = asyncio.create_task(writer.run())
     writer.submit([Reading(TEMPERATURE, T0 + dt.timedelta(seconds=500), 42.0)])
@@ -82,7 +82,7 @@ async def test_a_batch_the_database_refuses_is_set_aside_and_the_next_one_goes_i
         db_url: str, db_admin: psycopg.Connection[tuple[object, ...]], tmp_path: Path) -> None:
     db_admin.execute("ALTER TABLE ts.process_value ADD CONSTRAINT no_999 CHECK (value <> 999)")
     spool = Spool(tmp_path / "spool", 1 << 20)
-    writer = Writer(db_url, spool, flush_seconds=0.01)
+    writer = Writer(db_url, spool, flush_seconds=0.01, flush_rows=FLUSH_ROWS)
     running = asyncio.create_task(writer.run())
     writer.submit([Reading(TEMPERATURE, T0, 999.0), Reading(GOOD, T0, 5)])
     await asyncio.sleep(0.3)
@@ -99,7 +99,7 @@ async def test_a_batch_the_database_refuses_is_set_aside_and_the_next_one_goes_i
 @in_event_loop
 async def test_values_an_integer_column_cannot_hold_are_refused_not_wrapped(
         db_url: str, tmp_path: Path) -> None:
-    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20))
+    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), flush_rows=FLUSH_ROWS)
     running = asyncio.create_task(writer.run())
     writer.submit([Reading(STATE, T0, 2**40), Reading(GOOD, T0, 10),
                    Reading(GOOD, T0 + dt.timedelta(seconds=1), 2**31 + 20),
@@ -119,7 +119,8 @@ async def test_counts_continue_from_the_saved_baseline_after_a_restart(
     carry = tmp_path / "carry_over.json"
 
     async def run_once(*readings: Reading) -> None:
-        writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), carry_over_path=carry)
+        writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), carry_over_path=carry,
+                        flush_rows=FLUSH_ROWS)
         running = asyncio.create_task(writer.run())
         writer.submit(list(readings))
         await writer.close()
@@ -136,7 +137,8 @@ async def test_counts_continue_from_the_saved_baseline_after_a_restart(
 @in_event_loop
 async def test_a_full_queue_drops_and_counts_instead_of_growing(
         db_url: str, tmp_path: Path) -> None:
-    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), max_queued=10)
+    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), max_queued=10,
+                    flush_rows=FLUSH_ROWS)
     assert writer.submit([Reading(TEMPERATURE, T0, 1.0)] * 8)
     assert not writer.submit([Reading(TEMPERATURE, T0, 2.0)] * 3)
     assert writer.health.samples_dropped == 3
@@ -155,7 +157,8 @@ async def test_a_full_queue_drops_and_counts_instead_of_growing(
 
 @in_event_loop
 async def test_the_writer_acts_as_the_ingest_role(db_url: str, tmp_path: Path) -> None:
-    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), role="mes_ingest")
+    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), role="mes_ingest",
+                    flush_rows=FLUSH_ROWS)
     running = asyncio.create_task(writer.run())
     writer.submit([Reading(TEMPERATURE, T0, 21.0)])
     await writer.close()
@@ -178,7 +181,7 @@ async def test_a_spooled_batch_the_database_refuses_does_not_block_the_others(
     spool = Spool(tmp_path / "spool", 1 << 20)
     spool.append(Rows(process_value=[(T0, 7, 999.0, 0)]))
     spool.append(_rows(10))
-    writer = Writer(db_url, spool, role="mes_ingest")
+    writer = Writer(db_url, spool, role="mes_ingest", flush_rows=FLUSH_ROWS)
     running = asyncio.create_task(writer.run())
     writer.submit([Reading(TEMPERATURE, T0 + dt.timedelta(hours=1), 21.0)])
     await writer.close()
@@ -200,7 +203,7 @@ def _dead(url: str) -> str:
 
 @in_event_loop
 async def test_the_status_says_connected_before_any_data(db_url: str, tmp_path: Path) -> None:
-    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20))
+    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), flush_rows=FLUSH_ROWS)
     assert writer.health.database == "connecting"
     running = asyncio.create_task(writer.run())
     await eventually(lambda: writer.health.database == "connected", 5, "the database probed")
@@ -212,7 +215,7 @@ async def test_the_status_says_connected_before_any_data(db_url: str, tmp_path: 
 async def test_while_anything_is_spooled_the_database_is_retried_without_new_data(
         db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spool = Spool(tmp_path / "spool", 1 << 20)
-    writer = Writer(_dead(db_url), spool, flush_seconds=0.01)
+    writer = Writer(_dead(db_url), spool, flush_rows=FLUSH_ROWS, flush_seconds=0.01)
     running = asyncio.create_task(writer.run())
     await eventually(lambda: writer.health.database == "unreachable", 5, "unreachable")
     writer.submit([Reading(TEMPERATURE, T0 + dt.timedelta(seconds=i), float(i))
@@ -237,7 +240,8 @@ async def test_rows_the_full_spool_cannot_take_leave_a_spool_overflow_gap(
     _, signals = load_sample_plant(db_url)
     machine = signals["PRESS-1.temperature"].equipment_id
     spool = Spool(tmp_path / "spool", 2_000)
-    writer = Writer(_dead(db_url), spool, flush_seconds=0.01, equipment_of={7: machine})
+    writer = Writer(_dead(db_url), spool, flush_rows=FLUSH_ROWS, flush_seconds=0.01,
+                    equipment_of={7: machine})
     running = asyncio.create_task(writer.run())
     await eventually(lambda: writer.health.database == "unreachable", 5, "unreachable")
     for batch in range(10):

@@ -19,7 +19,6 @@ from tests.transactional.shop_floor import (
     ShopFloor,
     acting_as,
     add_lot,
-    build,
     person_id,
     set_order_status,
     sign_on_directly,
@@ -42,11 +41,6 @@ from transactional.quality import (
     record_inspection,
     verify_signature,
 )
-
-
-@pytest.fixture
-def floor(session: Session) -> ShopFloor:
-    return build(session)
 
 
 @pytest.fixture
