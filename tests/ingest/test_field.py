@@ -214,11 +214,11 @@ async def test_a_lost_source_leaves_a_gap_per_machine_closed_when_data_flows_aga
             assert [(m, end, cause) for m, _, _, end, cause in _gaps(db_url)] == [
                 ("PRESS-1", None, "source_lost"), ("PRESS-2", None, "source_lost")]
             await asyncio.sleep(1)
-            up_at = _now()
             if protocol == "opcua":
                 await simulator.start_opcua()
             else:
                 await simulator.start_modbus()
+            up_at = _now()  # listening again
             await eventually(lambda: all(g[3] is not None for g in _gaps(db_url)), 15,
                              "the gaps were closed")
     # The clean stop at the end of the block leaves its own (collector_stopped) gaps.
@@ -230,7 +230,8 @@ async def test_a_lost_source_leaves_a_gap_per_machine_closed_when_data_flows_aga
         assert end is not None
         # From the last sign of life before the loss to the first data after it.
         assert down_at - dt.timedelta(seconds=1.5) <= start <= down_at + dt.timedelta(seconds=1)
-        assert up_at <= end <= up_at + dt.timedelta(seconds=5)
+        # Recovery time is measured on its own (below); here the gap closes with the data.
+        assert up_at <= end <= up_at + dt.timedelta(seconds=10)
     # One line per event, with the source and the reason; nothing from the libraries.
     lines = [r.getMessage() for r in caplog.records
              if r.levelno >= logging.WARNING and r.name.startswith(("mes.ingest.opcua",

@@ -94,9 +94,9 @@ async def test_a_30_s_database_outage_loses_no_sample_and_stores_none_twice(
             await asyncio.sleep(0.5)
         assert health.samples_dropped == 0
     with capsys.disabled():
+        # Data keeps coming here; that the writer retries on its own timer, without new
+        # data, is tested in test_writer.py.
         print(f"\ndatabase back -> {spooled} spooled rows replayed: {replayed:.1f} s")
-    # The writer retries on a timer (at most every 2 s), not when new data comes.
-    assert replayed < 6
     assert spooled > 20_000  # 30 s of the plant at speed 5
     assert written_during < 2_000  # at most the batch in flight when the server stopped
     assert health.rows_recovered == health.rows_spooled >= spooled
