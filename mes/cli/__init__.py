@@ -66,6 +66,9 @@ COMMANDS: tuple[Entry, ...] = (
     Entry("demo", "mes.cli.demo:app",
           "Set up the database, load the sample plant, run the line simulator and both "
           "collectors for a few seconds, and show what arrived.", group=False),
+    Entry("dashboards", "mes.cli.dashboards:app",
+          "Serve the dashboards: supervisor board, analysts' pages, operator station.",
+          group=False),
     Entry("bench", "mes.cli.bench:app",
           "Benchmarks: each figure beside its baseline or target."),
 )
