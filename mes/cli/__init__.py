@@ -35,7 +35,7 @@ COMMANDS: tuple[Entry, ...] = (
     Entry("products", "mes.cli.plant:products_app",
           "Products: routings, bills of materials, inspections, certifications, work "
           "instructions."),
-    Entry("erp", "mes.cli.erp:app", "The exchange with ERP: orders in."),
+    Entry("erp", "mes.cli.erp:app", "The exchange with ERP: orders in, actuals out."),
     Entry("maintenance", "mes.cli.maintenance:app",
           "Maintenance windows from the CMMS; dispatching honours them."),
     Entry("dispatch", "mes.cli.work:dispatch_app",
