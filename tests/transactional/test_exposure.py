@@ -151,7 +151,8 @@ def test_holding_the_exposed_lots(session: Session, history: dict[str, int]) -> 
         acting(session, "2001")
         found = exposed_lots(session, SIGNAL, hold_by=person(session, "2001"))
     assert found.held == ("LOT-B", "BOX-1", "PAINTED-1")
-    statuses = dict(session.execute(text("SELECT code, status FROM mes.material_lot")).all())
+    statuses: dict[str, str] = dict(session.execute(text(
+        "SELECT code, status FROM mes.material_lot")).all())
     assert statuses["LOT-B"] == statuses["BOX-1"] == "on_hold"
     assert statuses["LOT-A"] == "available"
 
