@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.exposure import render_exposure_bench, run_exposure_bench
-from tests.conftest import LocalCluster
+from mes.localdb import LocalCluster
 
 
 @pytest.mark.slow
