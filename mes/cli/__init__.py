@@ -65,7 +65,7 @@ COMMANDS: tuple[Entry, ...] = (
           "Collect machine data (OPC UA, Modbus) into the hypertables."),
     Entry("opcua", "mes.cli.opcua:app",
           "OPC UA tools: browse a server's variables and node ids, start a tag map."),
-    Entry("simulate", "mes.cli.collect:simulate_app",
+    Entry("simulate", "mes.cli.simulate:simulate_app",
           "Play the plant's machines over OPC UA and Modbus TCP until Ctrl+C.", group=False),
     Entry("demo", "mes.cli.demo:app",
           "Set up the database, load the sample plant, run the line simulator and both "

@@ -1,31 +1,26 @@
-"""`mes collect` and `mes simulate`: machine data in over OPC UA and Modbus, and a line
-simulator that serves it."""
+"""`mes collect`: run the collectors of a tag map, or check it, and `mes collect status`.
+
+This module stays light: `mes collect status` reads only the collector's files and answers
+in a fraction of a second (a monitoring probe's command), so the collector itself, with its
+database driver and protocol libraries, is imported only when a collection or a check runs.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from ingest.collect import CollectorFiles, check_tag_map_file, run_until_signalled
-from ingest.simulator.cli import simulate as run_simulator
-from mes.cli.collect_status import collect_status
-from mes.cli.common import fail, sample_plant, user_errors
-from mes.db import database_url
+from ingest.files import CollectorFiles
+from ingest.health import describe_signals, describe_status
 from mes.settings import get_settings
 
 collect_app = typer.Typer(add_completion=False)
-simulate_app = typer.Typer(add_completion=False)
-
-
-def _collector_files(directory: Path | None) -> CollectorFiles:
-    return CollectorFiles(directory or get_settings().collect_path)
 
 
 @collect_app.callback(invoke_without_command=True)
-@user_errors
 def collect(
     ctx: typer.Context,
     tag_map: Annotated[Path | None, typer.Option(
@@ -41,48 +36,37 @@ def collect(
     how they are doing."""
     if ctx.invoked_subcommand is not None:
         return
-    if tag_map is None:
-        raise fail("give the tag map: mes collect --tag-map FILE")
-    settings = get_settings()
-    files = _collector_files(directory)
-    if check:
-        table, all_good = check_tag_map_file(tag_map, database_url(settings), files,
-                                             settings.collect_role)
-        typer.echo(table)
-        if not all_good:
-            raise typer.Exit(code=1)
-        return
-    asyncio.run(run_until_signalled(
-        tag_map, database_url(settings), files, spool_max_bytes=settings.spool_max_bytes,
-        flush_rows=settings.flush_rows, flush_seconds=settings.flush_interval_ms / 1000,
-        role=settings.collect_role))
+    # Imported here, not at the top: see the module's docstring.
+    from mes.cli.collector import run_collector
+
+    run_collector(tag_map, directory or get_settings().collect_path, check=check)
 
 
-# Answered by `mes.launch` without importing this module (see mes.cli.collect_status).
-collect_app.command("status")(collect_status)
-
-
-@simulate_app.command("simulate")
-@user_errors
-def simulate(
-    plant: Annotated[Path | None, typer.Option(
-        help="plant file, .toml or .yaml (default: the sample plant)")] = None,
-    opcua_port: Annotated[int, typer.Option(help="OPC UA port; 0 picks a free one")] = 4840,
-    modbus_port: Annotated[int, typer.Option(help="Modbus TCP port; 0 picks a free one")] = 5020,
-    seed: Annotated[int, typer.Option(help="the same seed plays the same day")] = 0,
-    speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1.0,
-    word_order: Annotated[str, typer.Option(
-        metavar="big|little", help="Modbus 32-bit values: high word first (big) or last")] = "big",
-    counter_start: Annotated[int, typer.Option(
-        help="part counters start here (near 4294967295 shows a rollover)")] = 0,
-    tag_map_out: Annotated[Path | None, typer.Option(
-        help="write the collector tag map for this simulator to this file")] = None,
-    tag_map_protocol: Annotated[str, typer.Option(
-        metavar="opcua|modbus|both", help="which protocol the tag map reads")] = "opcua",
+@collect_app.command("status")
+def collect_status(
+    directory: Annotated[Path | None, typer.Option("--dir", help="the collector's folder")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the raw status as JSON")] = False,
+    signals: Annotated[bool, typer.Option(
+        "--signals", help="also each signal's last value, quality and when it was seen")
+    ] = False,
 ) -> None:
-    """Play the plant's machines over OPC UA and Modbus TCP until Ctrl+C."""
-    try:
-        run_simulator(plant or sample_plant(), opcua_port, modbus_port, seed, speed, word_order,
-                      counter_start, tag_map_out, tag_map_protocol)
-    except (ValueError, OSError) as error:
-        raise fail(str(error)) from None
+    """How the collector is doing: rates, queue, spool, flush latency, database, sources,
+    counter discontinuities, unknown state codes, open collection gaps."""
+    files = CollectorFiles(directory or get_settings().collect_path)
+    if not files.status.exists():
+        typer.secho(f"no status in {files.directory}: has `mes collect` run with this --dir?",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+    data = json.loads(files.status.read_text())
+    latest: dict[str, Any] = {}
+    if signals:
+        try:
+            latest = json.loads(files.signals.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            latest = {}  # a collector that has not written it yet
+    if as_json:
+        typer.echo(json.dumps({**data, "signals": latest} if signals else data, indent=1))
+        return
+    typer.echo(describe_status(data))
+    if signals:
+        typer.echo(describe_signals(latest))

@@ -185,8 +185,8 @@ def test_collect_status_answers_without_loading_the_database_or_protocol_librari
         "sources": {}}))
     probe = ("import sys, time; started = time.perf_counter(); "
              "sys.argv = ['mes', 'collect', 'status', '--dir', sys.argv[1]]; "
-             "from mes.launch import main\n"
-             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "from mes.cli import app\n"
+             "try:\n    app()\nexcept SystemExit:\n    pass\n"
              "print('took', time.perf_counter() - started)\n"
              "print('loaded', sorted({m.split('.')[0] for m in sys.modules} & "
              "{'asyncua', 'pymodbus', 'sqlalchemy', 'psycopg', 'alembic', 'transactional'}))")
