@@ -231,6 +231,17 @@ FROM derived.downtime_event d JOIN mes.equipment e ON e.id = d.equipment_id
 WHERE d.id = $1
 """
 
+DOWNTIME_EVENT_SPAN = """
+SELECT d.id, d.equipment_id, d.started_at, d.ended_at, cal.timezone
+FROM derived.downtime_event d
+JOIN mes.equipment m ON m.id = d.equipment_id
+JOIN mes.equipment line ON line.id = m.parent_id
+JOIN mes.equipment area ON area.id = line.parent_id
+JOIN mes.equipment site ON site.id = area.parent_id
+JOIN mes.shift_calendar cal ON cal.id = coalesce(line.shift_calendar_id, site.shift_calendar_id)
+WHERE d.id = $1
+"""
+
 MACHINE_TIME_COVERAGE = """
 SELECT w.equipment_id,
        extract(epoch FROM w.window_end - w.window_start)::float8 AS calendar_seconds,

@@ -101,7 +101,7 @@ def read_inputs(conn: queries.Connection, windows: pl.DataFrame,
     hour_frame, shift_frame, break_frame = _calendar_frames(conn, windows)
     machine_calendar = windows.select("equipment_id", "calendar_id")
     stops = queries.frame(conn, queries.PLANNED_STOPS, [low, high])
-    calendar_stops = stops.filter(pl.col("calendar_id").is_not_null()).join(
+    calendar_stops = stops.filter(pl.col("calendar_id").is_not_null()).drop("equipment_id").join(
         machine_calendar, on="calendar_id").select("equipment_id", "starts_at", "ends_at")
     machine_stops = stops.filter(pl.col("equipment_id").is_not_null()).select(
         "equipment_id", "starts_at", "ends_at")

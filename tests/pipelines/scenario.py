@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -166,6 +167,9 @@ class Raw:
             conn.execute("INSERT INTO ts.collection_gap (equipment_id, source, gap_start, "
                          "gap_end, cause) VALUES (%s, 'test', %s, %s, 'source_lost')",
                          (self.ids[machine], start, end))
+
+    def connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        return psycopg.connect(self.url, autocommit=True)
 
     def kpi(self, machine: str, period: str, start: dt.datetime) -> dict[str, object]:
         with psycopg.connect(self.url) as conn:
