@@ -24,12 +24,13 @@ from ingest.opcua import OpcUaCollector
 from ingest.spool import Spool
 from ingest.store import act_as, load_signal_map
 from ingest.tagmap import PlantSignal, TagMap, read_tag_map
-from ingest.writer import DEFAULT_FLUSH_ROWS, Writer
+from ingest.writer import Writer
+from transactional.errors import MesError
 
 log = logging.getLogger("mes.ingest")
 
 
-class CollectError(RuntimeError):
+class CollectError(MesError):
     """The collector cannot start; the message says why and what to do."""
 
 
@@ -105,7 +106,7 @@ class Collection:
 
 
 def build(tag_map: TagMap, url: str, files: CollectorFiles, *, spool_max_bytes: int,
-          flush_rows: int = DEFAULT_FLUSH_ROWS, flush_seconds: float = 0.05,
+          flush_rows: int, flush_seconds: float = 0.05,
           role: str | None = None) -> Collection:
     health = Health()
     writer = Writer(url, Spool(files.spool, spool_max_bytes), health,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from ingest.schema import RAW_HYPERTABLES
+from transactional.errors import MesError
 
 _AGE = re.compile(r"^\s*(\d+)\s*(d|h|w|days?|hours?|weeks?)\s*$", re.IGNORECASE)
 _UNIT = {"d": "days", "h": "hours", "w": "weeks"}
@@ -32,7 +33,7 @@ class RetentionResult:
     chunks: tuple[str, ...]
 
 
-class PolicyUnavailableError(RuntimeError):
+class PolicyUnavailableError(MesError):
     """Retention policies need the community (TSL) edition of TimescaleDB."""
 
 

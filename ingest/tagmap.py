@@ -16,7 +16,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from transactional.models import SignalKind
+from transactional.errors import FileProblems
+from transactional.vocabulary import SignalKind
 
 RegisterType = Literal["uint16", "int16", "uint32", "int32", "float32"]
 RegisterFunction = Literal["holding", "input"]
@@ -32,14 +33,10 @@ Name = Annotated[str, Field(min_length=1, max_length=100)]
 Millis = Annotated[int, Field(gt=0, le=3_600_000)]
 
 
-class TagMapError(ValueError):
+class TagMapError(FileProblems):
     """A tag map the collector refuses to start with; lists every problem found."""
 
-    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
-        self.path = str(path)
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {problem}" for problem in self.problems)
-        super().__init__(f"{self.path}: tag map rejected, the collector did not start:\n{lines}")
+    refusal = "tag map rejected, the collector did not start"
 
 
 class _Entry(BaseModel):

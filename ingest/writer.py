@@ -31,13 +31,11 @@ log = logging.getLogger("mes.ingest.writer")
 # is wrong, and retrying it would block everything behind it.
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 _CHUNK = 1000
-# Each transaction costs the server a few milliseconds: under load, large batches.
-DEFAULT_FLUSH_ROWS = 100_000
 
 
 class Writer:
     def __init__(self, url: str, spool: Spool, health: Health | None = None, *,
-                 carry_over_path: Path | None = None, flush_rows: int = DEFAULT_FLUSH_ROWS,
+                 flush_rows: int, carry_over_path: Path | None = None,
                  flush_seconds: float = 0.05, max_queued: int = 1_000_000,
                  retry_seconds: float = 1.0, max_retry_seconds: float = 5.0,
                  role: str | None = None) -> None:

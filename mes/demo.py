@@ -22,6 +22,7 @@ from ingest.simulator.runner import Simulator
 from ingest.simulator.tagmap import simulator_tag_map
 from ingest.store import machine_activity
 from ingest.tagmap import PlantSignal, TagMap, TagMapFile, resolve
+from mes.settings import get_settings
 from transactional.plant_file import PlantDefinition
 
 
@@ -56,7 +57,8 @@ async def live_demo(plant: PlantDefinition, url: str, directory: Path, seconds: 
         echo(f"line simulator at x{speed:g}: OPC UA {simulator.opcua_endpoint} "
              f"({len(tag_map.opcua[0].nodes)} nodes), Modbus TCP port {simulator.modbus_port} "
              f"({len(tag_map.modbus)} devices); collecting for {seconds:g} s")
-        collection = build(tag_map, url, files, spool_max_bytes=1 << 28, role=role)
+        collection = build(tag_map, url, files, spool_max_bytes=1 << 28,
+                           flush_rows=get_settings().flush_rows, role=role)
         clock = time.monotonic()
 
         def show(status: dict[str, Any]) -> None:

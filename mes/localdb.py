@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from mes.settings import Settings
+from transactional.errors import MesError
 
 DEFAULT_PORT = 55432
 SUPERUSER = "postgres"
@@ -30,7 +31,7 @@ OWNER_ROLE = "mes_owner"
 POSTGRES_VERSIONS = (17, 16, 15)
 
 
-class LocalDatabaseError(RuntimeError):
+class LocalDatabaseError(MesError):
     """The local cluster could not be installed, created or started."""
 
 

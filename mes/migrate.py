@@ -16,11 +16,12 @@ from sqlalchemy import Connection, text
 
 from mes.db import engine
 from sql import SQL_DIR
+from transactional.errors import MesError
 
 MIN_TIMESCALEDB = (2, 13)
 
 
-class MigrationError(RuntimeError):
+class MigrationError(MesError):
     """The database cannot be migrated as it is."""
 
 

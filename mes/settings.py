@@ -11,8 +11,6 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ingest.writer import DEFAULT_FLUSH_ROWS
-
 
 def _default_home() -> Path:
     """`.mes` in the source tree when running from one (so `mes` finds the same cluster
@@ -63,7 +61,8 @@ class Settings(BaseSettings):
     )
     flush_interval_ms: int = Field(default=50, ge=1, le=60_000,
                                    description="The writer flushes at least this often.")
-    flush_rows: int = Field(default=DEFAULT_FLUSH_ROWS, ge=1,
+    # Each transaction costs the server a few milliseconds: under load, large batches.
+    flush_rows: int = Field(default=100_000, ge=1,
                             description="The writer flushes once this many rows wait.")
 
     @property

@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from transactional.audit import acting
-from transactional.errors import RuleViolation
+from transactional.errors import FileProblems
 from transactional.models import MaterialDefinition, ProductDefinition, WorkOrder
 
 ACTOR = "erp-import"
@@ -46,14 +46,10 @@ PG_INT_MAX = 2**31 - 1
 DATE_EXAMPLE = "2026-03-02T06:00:00+01:00"
 
 
-class OrderFileError(RuleViolation):
+class OrderFileError(FileProblems):
     """An order file refused as a whole; `problems` lists each, naming file, order and field."""
 
-    def __init__(self, file_name: str, problems: Sequence[str]) -> None:
-        self.file_name = file_name
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {problem}" for problem in self.problems)
-        super().__init__(f"{file_name}: order file refused, nothing was imported:\n{lines}")
+    refusal = "order file refused, nothing was imported"
 
 
 @dataclass(frozen=True)

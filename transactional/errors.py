@@ -1,13 +1,23 @@
-"""The errors the MES services raise when a plant rule refuses an action.
+"""The errors a user can cause and act on, under one root: `MesError`.
 
-Each says, in the plant's words, what was refused and why; the command line prints it and
-the caller's transaction is rolled back, so nothing is half-written.
+A plant rule that refuses an action, a file with problems, a database that cannot be reached
+or set up: each says, in the plant's words, what was refused and why. The command line
+catches `MesError` once and prints it; the caller's transaction is rolled back, so nothing
+is half-written. Programming errors are not `MesError`s: they surface as tracebacks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
 
-class RuleViolation(ValueError):
+
+class MesError(Exception):
+    """Something a user caused and can act on; the message says what and what to do."""
+
+
+class RuleViolation(MesError, ValueError):
     """An action the plant's rules refuse (the base of the specific ones below)."""
 
 
@@ -25,3 +35,19 @@ class NotPermitted(RuleViolation):
 
 class ConcurrentChange(RuleViolation):
     """Someone else changed the record first; read it again and retry."""
+
+
+class FileProblems(MesError, ValueError):
+    """An input file refused as a whole: `path` and every problem found in it.
+
+    Each kind of file says in `refusal` what happened to it ("plant file rejected, nothing
+    was written"); each problem names the line, key or record it is about.
+    """
+
+    refusal: ClassVar[str] = "file rejected, nothing was written"
+
+    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
+        self.path = str(path)
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"{self.path}: {self.refusal}:\n{lines}")

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from transactional.audit import acting
-from transactional.errors import RuleViolation
+from transactional.errors import FileProblems
 from transactional.models import Equipment, MaintenanceWindow
 
 ACTOR = "cmms-import"
@@ -28,15 +28,10 @@ FIELDS = ("id", "machine", "starts_at", "ends_at", "reason")
 REQUIRED = ("id", "machine", "starts_at", "ends_at")
 
 
-class MaintenanceFileError(RuleViolation):
+class MaintenanceFileError(FileProblems):
     """A maintenance window file that cannot be imported; lists every problem found."""
 
-    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
-        self.path = str(path)
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {problem}" for problem in self.problems)
-        super().__init__(
-            f"{self.path}: maintenance windows rejected, nothing was written:\n{lines}")
+    refusal = "maintenance windows rejected, nothing was written"
 
 
 @dataclass(frozen=True)

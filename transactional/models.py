@@ -7,7 +7,7 @@ proves that they agree. Relationships are left out until a service needs one.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal
 
 from sqlalchemy import (
     ARRAY,
@@ -30,6 +30,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB, TIMESTAMP
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from transactional.vocabulary import (
+    EquipmentLevel,
+    MaterialKind,
+    SignalKind,
+    StateCategory,
+)
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -38,19 +45,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-EquipmentLevel = Literal["enterprise", "site", "area", "work_center", "work_unit"]
-StateCategory = Literal["running", "setup", "idle", "planned_stop", "unplanned_stop", "offline"]
-SignalKind = Literal["state", "good_count", "reject_count", "process_value"]
-MaterialKind = Literal["raw", "intermediate", "product", "consumable"]
-
-EQUIPMENT_LEVELS: tuple[EquipmentLevel, ...] = get_args(EquipmentLevel)
-PARENT_LEVEL: dict[EquipmentLevel, EquipmentLevel | None] = {
-    "enterprise": None,
-    "site": "enterprise",
-    "area": "site",
-    "work_center": "area",
-    "work_unit": "work_center",
-}
 
 
 class Base(DeclarativeBase):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,17 +29,14 @@ from pydantic import (
     model_validator,
 )
 
-from transactional.models import MaterialKind, SignalKind, StateCategory
+from transactional.errors import FileProblems
+from transactional.vocabulary import MaterialKind, SignalKind, StateCategory
 
 
-class PlantFileError(ValueError):
+class PlantFileError(FileProblems):
     """A plant file that cannot be loaded; lists every problem found."""
 
-    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
-        self.path = str(path)
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {problem}" for problem in self.problems)
-        super().__init__(f"{self.path}: plant file rejected, nothing was written:\n{lines}")
+    refusal = "plant file rejected, nothing was written"
 
 
 def _clock_time(value: Any) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from transactional.audit import acting
-from transactional.errors import RuleViolation
+from transactional.errors import FileProblems
 from transactional.models import (
     Base,
     BomItem,
@@ -54,14 +54,10 @@ from transactional.plant_file import Code, Name, describe_validation_error
 PG_INT_MAX = 2**31 - 1
 
 
-class ProductsFileError(RuleViolation):
+class ProductsFileError(FileProblems):
     """A products file that cannot be loaded; lists every problem found."""
 
-    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
-        self.path = str(path)
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {problem}" for problem in self.problems)
-        super().__init__(f"{self.path}: products file rejected, nothing was written:\n{lines}")
+    refusal = "products file rejected, nothing was written"
 
 
 # -- the file ---------------------------------------------------------------------------------

@@ -21,11 +21,15 @@ from ingest.simulator.runner import ServedValue
 from ingest.store import load_signal_map
 from ingest.tagmap import PlantSignal, TagMap, read_tag_map
 from mes.db import session_factory
+from mes.settings import Settings
 from tests.conftest import SAMPLE_PLANT
 from transactional.plant import load_plant
 from transactional.plant_file import PlantDefinition, read_plant_file
 
 P = ParamSpec("P")
+
+# The writer's batch size as `mes collect` uses it by default.
+FLUSH_ROWS: int = Settings.model_fields["flush_rows"].default
 
 
 def in_event_loop(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
@@ -67,7 +71,7 @@ async def collecting(tag_map: TagMap, url: str, directory: Path,
     """A collection running in the background; leaving the block stops it cleanly."""
     files = CollectorFiles(directory)
     collection = build(tag_map, url, files, spool_max_bytes=int(options.pop("spool", 1 << 28)),
-                       flush_seconds=options.pop("flush_seconds", 0.05))
+                       flush_rows=FLUSH_ROWS, flush_seconds=options.pop("flush_seconds", 0.05))
     stop = asyncio.Event()
     task = asyncio.create_task(run(collection, stop, files, status_seconds=0.2))
     try:

@@ -17,7 +17,7 @@ from ingest.spool import Spool
 from ingest.store import write_rows, write_rows_once
 from ingest.tagmap import Binding, PlantSignal
 from ingest.writer import Writer
-from tests.ingest.collecting import in_event_loop
+from tests.ingest.collecting import FLUSH_ROWS, in_event_loop
 
 T0 = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 TEMPERATURE = Binding(PlantSignal(7, "M.temperature", "process_value", 3, "M", 0.0, 100.0),
@@ -63,7 +63,7 @@ async def test_a_replayed_batch_already_in_the_database_is_not_stored_twice(
     spool = Spool(tmp_path / "spool", 1 << 20)
     spool.append(_rows(100))
     spool.append(_rows(20, start=100))
-    writer = Writer(db_url, spool, role="mes_ingest")
+    writer = Writer(db_url, spool, role="mes_ingest", flush_rows=FLUSH_ROWS)
     assert writer.recovered_at_start == (102 + 22, 2)
     running = asyncio.create_task(writer.run())
     writer.submit([Reading(TEMPERATURE, T0 + dt.timedelta(seconds=500), 42.0)])
@@ -79,7 +79,7 @@ async def test_a_batch_the_database_refuses_is_set_aside_and_the_next_one_goes_i
         db_url: str, db_admin: psycopg.Connection[tuple[object, ...]], tmp_path: Path) -> None:
     db_admin.execute("ALTER TABLE ts.process_value ADD CONSTRAINT no_999 CHECK (value <> 999)")
     spool = Spool(tmp_path / "spool", 1 << 20)
-    writer = Writer(db_url, spool, flush_seconds=0.01)
+    writer = Writer(db_url, spool, flush_seconds=0.01, flush_rows=FLUSH_ROWS)
     running = asyncio.create_task(writer.run())
     writer.submit([Reading(TEMPERATURE, T0, 999.0), Reading(GOOD, T0, 5)])
     await asyncio.sleep(0.3)
@@ -96,7 +96,7 @@ async def test_a_batch_the_database_refuses_is_set_aside_and_the_next_one_goes_i
 @in_event_loop
 async def test_values_an_integer_column_cannot_hold_are_refused_not_wrapped(
         db_url: str, tmp_path: Path) -> None:
-    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20))
+    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), flush_rows=FLUSH_ROWS)
     running = asyncio.create_task(writer.run())
     writer.submit([Reading(STATE, T0, 2**40), Reading(GOOD, T0, 10),
                    Reading(GOOD, T0 + dt.timedelta(seconds=1), 2**31 + 20),
@@ -116,7 +116,8 @@ async def test_counts_continue_from_the_saved_baseline_after_a_restart(
     carry = tmp_path / "carry_over.json"
 
     async def run_once(*readings: Reading) -> None:
-        writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), carry_over_path=carry)
+        writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), carry_over_path=carry,
+                        flush_rows=FLUSH_ROWS)
         running = asyncio.create_task(writer.run())
         writer.submit(list(readings))
         await writer.close()
@@ -133,7 +134,8 @@ async def test_counts_continue_from_the_saved_baseline_after_a_restart(
 @in_event_loop
 async def test_a_full_queue_drops_and_counts_instead_of_growing(
         db_url: str, tmp_path: Path) -> None:
-    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), max_queued=10)
+    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), max_queued=10,
+                    flush_rows=FLUSH_ROWS)
     assert writer.submit([Reading(TEMPERATURE, T0, 1.0)] * 8)
     assert not writer.submit([Reading(TEMPERATURE, T0, 2.0)] * 3)
     assert writer.health.samples_dropped == 3
@@ -152,7 +154,8 @@ async def test_a_full_queue_drops_and_counts_instead_of_growing(
 
 @in_event_loop
 async def test_the_writer_acts_as_the_ingest_role(db_url: str, tmp_path: Path) -> None:
-    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), role="mes_ingest")
+    writer = Writer(db_url, Spool(tmp_path / "spool", 1 << 20), role="mes_ingest",
+                    flush_rows=FLUSH_ROWS)
     running = asyncio.create_task(writer.run())
     writer.submit([Reading(TEMPERATURE, T0, 21.0)])
     await writer.close()
@@ -175,7 +178,7 @@ async def test_a_spooled_batch_the_database_refuses_does_not_block_the_others(
     spool = Spool(tmp_path / "spool", 1 << 20)
     spool.append(Rows(process_value=[(T0, 7, 999.0, 0)]))
     spool.append(_rows(10))
-    writer = Writer(db_url, spool, role="mes_ingest")
+    writer = Writer(db_url, spool, role="mes_ingest", flush_rows=FLUSH_ROWS)
     running = asyncio.create_task(writer.run())
     writer.submit([Reading(TEMPERATURE, T0 + dt.timedelta(hours=1), 21.0)])
     await writer.close()

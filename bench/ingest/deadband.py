@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ingest.bench.plants import offline_signals
+from bench.ingest.plants import offline_signals
 from ingest.conditioning import Conditioner, Reading, Rows
 from ingest.simulator.model import LineModel
 from ingest.tagmap import Binding, PlantSignal

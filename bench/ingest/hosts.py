@@ -21,7 +21,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
-from ingest.bench.scratch import BenchError
+from bench.ingest.scratch import BenchError
+from mes.settings import get_settings
 
 # Ticks this far behind are dropped, as the simulator's own ticking does.
 _MAX_LAG_SECONDS = 1.0
@@ -225,7 +226,8 @@ class _CollectorHost:
         path = files.directory / "tags.toml"
         path.write_text(tag_map)
         collection = build(load_tag_map(path, url, files, role), url, files,
-                           spool_max_bytes=1 << 30, flush_seconds=flush_seconds, role=role)
+                           spool_max_bytes=1 << 30, flush_rows=get_settings().flush_rows,
+                           flush_seconds=flush_seconds, role=role)
         self.collection = collection
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(run(collection, self._stop, None))

@@ -4,6 +4,6 @@ Each builds its data in a scratch database on the local cluster and reports its 
 beside their targets; nothing here is used while the plant runs.
 """
 
-from transactional.bench.trace import TraceBenchError, render_trace_bench, run_trace_bench
+from bench.trace.trace import TraceBenchError, render_trace_bench, run_trace_bench
 
 __all__ = ["TraceBenchError", "render_trace_bench", "run_trace_bench"]

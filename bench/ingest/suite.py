@@ -19,11 +19,11 @@ from typing import Any
 
 import psycopg
 
-from ingest.bench import capacity, latency, throughput
-from ingest.bench.deadband import deadband_savings
-from ingest.bench.hosts import Child, collector_host, simulator_host
-from ingest.bench.plants import process_value_codes, sample_plant, wide_plant
-from ingest.bench.scratch import ScratchDatabase, local_cluster, scratch_database
+from bench.ingest import capacity, latency, throughput
+from bench.ingest.deadband import deadband_savings
+from bench.ingest.hosts import Child, collector_host, simulator_host
+from bench.ingest.plants import process_value_codes, sample_plant, wide_plant
+from bench.ingest.scratch import ScratchDatabase, local_cluster, scratch_database
 from ingest.simulator.tagmap import simulator_tag_map
 from ingest.store import load_signal_map
 from mes.settings import get_settings

@@ -5,8 +5,8 @@ simulator, the local TimescaleDB cluster) in a scratch database, and reports its
 beside a baseline or target from the same run. Nothing here is used while collecting.
 """
 
-from ingest.bench.report import render
-from ingest.bench.scratch import BenchError
-from ingest.bench.suite import BenchSizes, run_ingest_bench, sizes_for
+from bench.ingest.report import render
+from bench.ingest.scratch import BenchError
+from bench.ingest.suite import BenchSizes, run_ingest_bench, sizes_for
 
 __all__ = ["BenchError", "BenchSizes", "render", "run_ingest_bench", "sizes_for"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from ingest.bench.hosts import Child
+from bench.ingest.hosts import Child
 
 OPCUA_TARGET_PER_SECOND = 10_000
 # One publishing interval and one flush: what may still be in flight when a step ends.

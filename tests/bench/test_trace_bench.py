@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from bench.trace import render_trace_bench
+from bench.trace.history import STAGES, History, Reference, make_shape, stage_counts
 from mes.cli import app
 from mes.localdb import LocalCluster
 from mes.settings import get_settings
-from transactional.bench import render_trace_bench
-from transactional.bench.history import STAGES, History, Reference, make_shape, stage_counts
 
 AdminConnection = psycopg.Connection[tuple[object, ...]]
 

@@ -19,9 +19,8 @@ from typing import Any
 
 import psycopg
 
-from mes.db import session_factory
-from mes.scratch import running_local_cluster, scratch_database
-from transactional.bench.history import (
+from bench.scratch import running_local_cluster, scratch_database
+from bench.trace.history import (
     FINISHED,
     RAW,
     STAGES,
@@ -30,6 +29,8 @@ from transactional.bench.history import (
     copy_history,
     make_shape,
 )
+from mes.db import session_factory
+from transactional.errors import MesError
 from transactional.genealogy import Direction, trace
 from transactional.plant import load_plant
 from transactional.plant_file import read_plant_file
@@ -49,7 +50,7 @@ WHERE l.quantity <> coalesce(m.moved, 0)
 """
 
 
-class TraceBenchError(RuntimeError):
+class TraceBenchError(MesError):
     """The trace bench cannot run; the message says why and what to do."""
 
 

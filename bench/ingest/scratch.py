@@ -10,17 +10,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from bench.scratch import ScratchDatabase, running_local_cluster
+from bench.scratch import scratch_database as shared_scratch_database
 from mes.db import engine, session_factory
 from mes.localdb import LocalCluster
-from mes.scratch import ScratchDatabase, running_local_cluster
-from mes.scratch import scratch_database as shared_scratch_database
+from transactional.errors import MesError
 from transactional.plant import load_plant
 from transactional.plant_file import PlantDefinition
 
 __all__ = ["BenchError", "ScratchDatabase", "local_cluster", "scratch_database"]
 
 
-class BenchError(RuntimeError):
+class BenchError(MesError):
     """The benchmark cannot run or a measurement went wrong; the message says which."""
 
 

@@ -21,12 +21,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ingest.bench.scratch import BenchError, ScratchDatabase
+from bench.ingest.scratch import BenchError, ScratchDatabase
 from ingest.conditioning import ProcessValueRow, Reading
 from ingest.spool import Spool
 from ingest.store import COPY_LAYOUT
 from ingest.tagmap import Binding, PlantSignal
-from ingest.writer import DEFAULT_FLUSH_ROWS, Writer
+from ingest.writer import Writer
+from mes.settings import get_settings
 
 Progress = Callable[[str], None]
 
@@ -36,7 +37,6 @@ _COPY_IN = "COPY ts.process_value (ts, signal_id, value, quality) FROM STDIN (FO
 # Inside one day-sized chunk whatever the row count: 3 million rows of 1000 signals span
 # 50 minutes at one sample per signal and second.
 _FIRST_SAMPLE = dt.datetime(2025, 1, 6, tzinfo=dt.UTC)
-_RAW_COPY_ROWS = DEFAULT_FLUSH_ROWS  # one transaction per writer-sized batch
 NARROW_ROW_REFERENCE_BYTES = 106
 RATIO_TARGET = 0.90
 
@@ -80,7 +80,7 @@ def make_workload(rows: int, signals: int = 1000, seed: int = 7) -> Workload:
 
 async def _through_writer(url: str, batches: list[list[Reading]], spool: Path,
                           role: str | None) -> tuple[float, Writer]:
-    writer = Writer(url, Spool(spool, 1 << 30), role=role)
+    writer = Writer(url, Spool(spool, 1 << 30), flush_rows=get_settings().flush_rows, role=role)
     started = time.perf_counter()
     running = asyncio.create_task(writer.run())
     for batch in batches:
@@ -137,10 +137,11 @@ def server_copy_seconds(admin: psycopg.Connection[Any], path: Path, expected: in
 def raw_copy_seconds(url: str, rows: list[ProcessValueRow]) -> float:
     with psycopg.connect(url) as conn:
         started = time.perf_counter()
-        for start in range(0, len(rows), _RAW_COPY_ROWS):
+        batch = get_settings().flush_rows  # one transaction per writer-sized batch
+        for start in range(0, len(rows), batch):
             with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY_IN) as copy:
                 copy.set_types(list(_TYPES))
-                for row in rows[start:start + _RAW_COPY_ROWS]:
+                for row in rows[start:start + batch]:
                     copy.write_row(row)
         return time.perf_counter() - started
 
@@ -237,7 +238,7 @@ def measure(database: ScratchDatabase, workload: Workload, rounds: int,
                                           / statistics.median(ceiling_rates), 3),
         "writer_to_ceiling_target": RATIO_TARGET,
         "raw_copy_rows_per_second": _rate(n, raw),
-        "raw_copy_transaction_rows": _RAW_COPY_ROWS,
+        "raw_copy_transaction_rows": get_settings().flush_rows,
         "executemany_rows": len(subset),
         "executemany_rows_per_second": _rate(len(subset), many),
     }

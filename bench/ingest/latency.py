@@ -16,8 +16,8 @@ from typing import Any
 
 import psycopg
 
-from ingest.bench.hosts import Child
-from ingest.bench.scratch import BenchError
+from bench.ingest.hosts import Child
+from bench.ingest.scratch import BenchError
 
 LATENCY_TARGET_P99_MS = 250.0
 _POLL_SECONDS = 0.005

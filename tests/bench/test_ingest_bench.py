@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from ingest.bench import render
+from bench.ingest import render
 from mes.cli import app
 from mes.localdb import LocalCluster
 from mes.settings import get_settings

@@ -1,0 +1,60 @@
+"""`mes bench`: the benchmarks, each figure beside its baseline or target."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from bench.ingest import render, run_ingest_bench, sizes_for
+from bench.trace import render_trace_bench, run_trace_bench
+from mes.cli.common import user_errors
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+def _progress(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@app.command("ingest")
+@user_errors
+def bench_ingest(
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="all figures as one JSON object on stdout")] = False,
+    rows: Annotated[int | None, typer.Option(
+        min=1000, help="samples through the writer, a multiple of 1000 (default 3,000,000)",
+    )] = None,
+    rounds: Annotated[int | None, typer.Option(
+        min=1, help="alternating writer / server COPY rounds; the best of each is compared "
+             "(default 5)",
+    )] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="small sizes: checks that every measurement runs")] = False,
+) -> None:
+    """Measure the ingest path: writer throughput, latency, capacity, storage, deadband.
+
+    Everything runs in a scratch database on the local cluster, dropped afterwards."""
+    results = run_ingest_bench(sizes_for(quick, rows, rounds), _progress)
+    typer.echo(json.dumps(results) if as_json else render(results))
+
+
+@app.command("trace")
+@user_errors
+def bench_trace(
+    lots: Annotated[int, typer.Option(
+        "--lots", min=2000, help="lots in the synthetic genealogy")] = 1_000_000,
+    traces: Annotated[int, typer.Option(
+        min=10, help="traces timed in each direction")] = 500,
+    seed: Annotated[int, typer.Option(help="the same seed builds the same genealogy")] = 0,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="all figures as one JSON object on stdout")] = False,
+) -> None:
+    """Time six-level genealogy traces over a synthetic plant history of LOTS lots.
+
+    Builds it in a scratch database on the local cluster (bulk COPY, audit triggers off for
+    the load only), times traces backward from finished lots and forward from raw lots, and
+    drops the database."""
+    results = run_trace_bench(lots, traces, seed, _progress)
+    typer.echo(json.dumps(results) if as_json else render_trace_bench(results))

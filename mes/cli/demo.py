@@ -1,0 +1,69 @@
+"""`mes demo`: the whole project on the sample plant in a few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from mes.cli.common import bring_up, sample_plant, transaction, user_errors
+from mes.cli.db import db_status
+from mes.cli.plant import load_plant_file
+from mes.db import database_url
+from mes.demo import live_demo
+from mes.settings import get_settings
+from transactional.erp_import import import_orders
+from transactional.maintenance import import_window_file
+from transactional.plant_file import read_plant_file
+from transactional.products import load_products, read_products_file
+
+app = typer.Typer(add_completion=False)
+
+
+def _demo_orders() -> None:
+    """The sample products, three orders from an ERP file (B2MML) and a CMMS's maintenance
+    windows, each all or nothing and idempotent like their commands."""
+    samples = sample_plant().parent
+    products = read_products_file(samples / "products.toml")
+    with transaction() as session:
+        loaded = load_products(session, products, source="sample products")
+        orders = import_orders(session, samples / "orders.xml")
+        windows = import_window_file(session, samples / "maintenance.json")
+    typer.echo("sample products: " + ("loaded" if loaded.changed else "already loaded"))
+    typer.echo(f"sample ERP orders (B2MML) {samples / 'orders.xml'}: {orders.summary()}")
+    typer.echo(f"sample maintenance windows: {windows.summary()}")
+
+
+@app.command("demo")
+@user_errors
+def demo(
+    seconds: Annotated[float, typer.Option(
+        min=0, help="how long the simulator and the collectors run (0: not at all)")] = 10,
+) -> None:
+    """Set up the database, load the sample plant, run the line simulator and both
+    collectors for a few seconds, and show what arrived."""
+    url = bring_up()
+    path = sample_plant()
+    report = load_plant_file(path)
+    typer.echo(f"sample plant {path}: " + ("loaded" if report.changed else "already loaded"))
+    _demo_orders()
+    db_status()
+    if seconds > 0:
+        typer.echo("")
+        asyncio.run(live_demo(read_plant_file(path), database_url(get_settings()),
+                              get_settings().collect_path / "demo", seconds, typer.echo,
+                              role=get_settings().collect_role))
+    typer.echo(
+        "\nWhere to look next:\n"
+        f"  psql '{url}'\n"
+        "  tables: mes.equipment, mes.signal, mes.shift, mes.downtime_reason; hypertables in ts\n"
+        "  .venv/bin/mes simulate --tag-map-out tags.toml   (serves the plant until Ctrl-C)\n"
+        "  .venv/bin/mes collect --tag-map tags.toml        (collects it; "
+        "`mes collect status` shows how)\n"
+        "  .venv/bin/mes order release 4711 --by 3001 && .venv/bin/mes dispatch "
+        "--work-center L1\n"
+        "  .venv/bin/mes audit verify | .venv/bin/mes trace LOT\n"
+        "  .venv/bin/mes db status | .venv/bin/mes db retention --older-than 90d --dry-run\n"
+        "  .venv/bin/mes db down   (stops the local database)"
+    )

@@ -1,0 +1,134 @@
+"""`mes lot` and `mes trace`: material lots and their genealogy."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from mes.cli.common import By, acting_session, transaction, user_errors
+from mes.cli.common import session as opened_session
+from transactional import lots
+from transactional.genealogy import DIRECTIONS, Direction, render, trace
+
+lot_app = typer.Typer(no_args_is_help=True, add_completion=False)
+trace_app = typer.Typer(add_completion=False)
+
+
+def _split_parts(parts: list[str]) -> list[tuple[str, float]]:
+    parsed: list[tuple[str, float]] = []
+    for part in parts:
+        code, equals, quantity = part.partition("=")
+        try:
+            parsed.append((code.strip(), float(quantity)))
+        except ValueError:
+            equals = ""
+        if not equals or not code.strip():
+            raise typer.BadParameter(f"{part!r}: write each new lot as CODE=QUANTITY",
+                                     param_hint="--into")
+    return parsed
+
+
+@lot_app.command("location")
+@user_errors
+def lot_location(
+    code: Annotated[str, typer.Argument(help="the storage location's code")],
+    name: Annotated[str, typer.Option(help="what people call it")] = "",
+) -> None:
+    """Add a storage location (a rack, a line-side buffer, the quarantine cage)."""
+    with transaction() as session:
+        lots.add_location(session, code, name)
+    typer.echo(f"storage location {code} added")
+
+
+@lot_app.command("receive")
+@user_errors
+def lot_receive(
+    code: Annotated[str, typer.Argument(help="the new lot's code")],
+    material: Annotated[str, typer.Option(help="material code, e.g. STEEL-COIL")],
+    quantity: Annotated[float, typer.Option(help="in the material's unit")],
+    location: Annotated[str, typer.Option(help="storage location code")],
+    by: By,
+) -> None:
+    """Receive a lot of material into a storage location."""
+    with acting_session(by) as (session, person):
+        lot = lots.receive(session, code, material, quantity, location, person.id)
+        typer.echo(f"received {lots.describe(session, lot)}")
+
+
+@lot_app.command("split")
+@user_errors
+def lot_split(
+    code: Annotated[str, typer.Argument(help="the lot to split")],
+    into: Annotated[list[str], typer.Option(
+        metavar="CODE=QUANTITY", help="a new lot and its quantity; repeat for each")],
+    by: By,
+) -> None:
+    """Split quantities off a lot into new lots (same place, same status)."""
+    parts = _split_parts(into)
+    with acting_session(by) as (session, person):
+        children = lots.split(session, code, parts, person.id)
+        for lot in children:
+            typer.echo(f"new {lots.describe(session, lot)}")
+        typer.echo(f"left {lots.describe(session, code)}")
+
+
+@lot_app.command("merge")
+@user_errors
+def lot_merge(
+    codes: Annotated[list[str], typer.Argument(help="the lots to merge, whole")],
+    into: Annotated[str, typer.Option(help="the new lot's code")],
+    by: By,
+) -> None:
+    """Merge whole lots of one material, status and location into a new lot."""
+    with acting_session(by) as (session, person):
+        lot = lots.merge(session, codes, into, person.id)
+        typer.echo(f"merged {', '.join(codes)} into {lots.describe(session, lot)}")
+
+
+@lot_app.command("move")
+@user_errors
+def lot_move(
+    code: Annotated[str, typer.Argument(help="the lot to move")],
+    location: Annotated[str, typer.Argument(help="where it goes")],
+    by: By,
+) -> None:
+    """Move a whole lot to another storage location."""
+    with acting_session(by) as (session, person):
+        lot = lots.move(session, code, location, person.id)
+        typer.echo(f"moved {lots.describe(session, lot)}")
+
+
+@lot_app.command("status")
+@user_errors
+def lot_status(
+    code: Annotated[str, typer.Argument(help="the lot")],
+    status: Annotated[str, typer.Argument(
+        help="available, on_hold, quarantined or scrapped")],
+    by: By,
+) -> None:
+    """Hold, quarantine, release or scrap a lot."""
+    with acting_session(by) as (session, person):
+        lot = lots.set_status(session, code, status, person.id)
+        typer.echo(lots.describe(session, lot))
+
+
+@trace_app.command("trace")
+@user_errors
+def trace_lot(
+    lot: Annotated[str, typer.Argument(help="the lot's code")],
+    forward: Annotated[bool, typer.Option(
+        "--forward", help="only where it went: the lots made from it (a recall)")] = False,
+    backward: Annotated[bool, typer.Option(
+        "--backward", help="only where it came from: its ingredients")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """A lot's whole genealogy, with the machine, operator, order and inspections of each
+    run on the way (both directions unless one is asked for)."""
+    directions: tuple[Direction, ...] = DIRECTIONS
+    if forward != backward:
+        directions = ("forward",) if forward else ("backward",)
+    with opened_session() as session:
+        found = trace(session, lot, directions)
+    typer.echo(json.dumps(found.to_json(), indent=1) if as_json else render(found))
