@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
@@ -24,7 +25,7 @@ DOWNTIME = ("setup", "idle", "planned_stop", "unplanned_stop", "offline")
 PLANNED_PRECEDENCE = {"maintenance": 0, "planned_stop": 1, "break": 2}
 
 
-def _empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def _empty(schema: dict[str, Any]) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
@@ -95,7 +96,8 @@ def state_islands(inputs: Inputs, gaps: pl.DataFrame,
     models = inputs.windows.select("equipment_id", "state_model_id")
     rows = (inputs.states.unique(["equipment_id", "ts"]).sort("ts")
             .join_asof(gaps.select("equipment_id", "gap_start", "gap_no"), left_on="ts",
-                       right_on="gap_start", by="equipment_id", strategy="backward", check_sortedness=False)
+                       right_on="gap_start", by="equipment_id", strategy="backward",
+                       check_sortedness=False)
             .with_columns(pl.col("gap_no").fill_null(0))
             .sort("equipment_id", "ts")
             .with_columns(

@@ -12,14 +12,14 @@ import datetime as dt
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import adbc_driver_postgresql.dbapi as adbc
 import polars as pl
 
 from mes.db import psycopg_url
 
-Connection = adbc.Connection
+Connection: TypeAlias = adbc.Connection
 
 WINDOWS = """
     SELECT * FROM jsonb_to_recordset($1::jsonb)
@@ -242,21 +242,21 @@ JOIN mes.shift_calendar cal ON cal.id = coalesce(line.shift_calendar_id, site.sh
 WHERE d.id = $1
 """
 
-MACHINE_TIME_COVERAGE = """
+MACHINE_TIME_COVERAGE = f"""
 SELECT w.equipment_id,
        extract(epoch FROM w.window_end - w.window_start)::float8 AS calendar_seconds,
        coalesce(sum(t.seconds), 0)::float8 AS machine_seconds,
        count(t.*) FILTER (WHERE t.starts_at < lag_end) AS overlaps
-FROM ({windows}) w
+FROM ({WINDOWS}) w
 LEFT JOIN (SELECT t.*, lag(t.ends_at) OVER (PARTITION BY t.equipment_id ORDER BY t.starts_at)
                AS lag_end
            FROM derived.machine_time t) t
   ON t.equipment_id = w.equipment_id AND t.starts_at >= w.window_start
  AND t.starts_at < w.window_end
 GROUP BY w.equipment_id, w.window_start, w.window_end
-""".format(windows=WINDOWS)
+"""
 
-KPI_RANGES = """
+KPI_RANGES = f"""
 SELECT count(*) FILTER (WHERE availability < 0 OR availability > 1 OR quality < 0
                         OR quality > 1 OR performance < 0 OR oee < 0) AS out_of_range,
        count(*) FILTER (WHERE performance > 1) AS performance_above_one,
@@ -267,9 +267,9 @@ SELECT count(*) FILTER (WHERE availability < 0 OR availability > 1 OR quality < 
                         OR oee IS NOT NULL)) AS ratio_without_planned_time,
        count(*) AS rows
 FROM derived.kpi k
-JOIN ({windows}) w ON w.equipment_id = k.equipment_id
+JOIN ({WINDOWS}) w ON w.equipment_id = k.equipment_id
  AND k.period_start >= w.window_start AND k.period_start < w.window_end
-""".format(windows=WINDOWS)
+"""
 
 RECONCILIATION_FLAGS = """
 SELECT count(*) FILTER (WHERE NOT within_tolerance) AS outside_tolerance, count(*) AS runs

@@ -78,9 +78,9 @@ def _calendar_frames(conn: queries.Connection, windows: pl.DataFrame
             [{"start": span.start, "end": span.end, "planned_kind": "break"}
              for i in instances for span in break_spans(i, breaks, cal["timezone"])])
     for machine in windows.select("equipment_id", "calendar_id").to_dicts():
-        grid, instances, spans = per_calendar[machine["calendar_id"]]
+        grid, calendar_shifts, spans = per_calendar[machine["calendar_id"]]
         hour_rows += [{"equipment_id": machine["equipment_id"], "start": h} for h in grid]
-        shift_rows += [{"equipment_id": machine["equipment_id"], **i} for i in instances]
+        shift_rows += [{"equipment_id": machine["equipment_id"], **i} for i in calendar_shifts]
         break_rows += [{"equipment_id": machine["equipment_id"], **b} for b in spans]
     return (
         pl.DataFrame(hour_rows, schema={"equipment_id": pl.Int32, "start": UTC_US}),

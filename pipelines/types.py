@@ -8,8 +8,9 @@ from sqlalchemy import BigInteger, Boolean, Double, Integer, Table, Text
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 
 # BigInteger before Integer: it is a subclass.
-_POLARS = {BigInteger: pl.Int64, Integer: pl.Int32, Double: pl.Float64, Boolean: pl.Boolean,
-           Text: pl.String}
+_POLARS: dict[type, pl.DataType] = {BigInteger: pl.Int64(), Integer: pl.Int32(),
+                                    Double: pl.Float64(), Boolean: pl.Boolean(),
+                                    Text: pl.String()}
 
 
 def polars_type(column_type: object) -> pl.DataType:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from pipelines.derive import classify_event
-
 from tests.pipelines.scenario import DAY, Raw, load_test_plant, local
 
 RUNNING, FAULT, OFF = 1, 5, 0

@@ -85,7 +85,7 @@ def test_fault_codes_load_per_state_model_and_follow_the_file(
 
     assert report.created["fault_code_reason"] == 20
     with engine(db_url).connect() as conn:
-        mapping: dict[int, str] = dict(conn.execute(query).all())  # type: ignore[arg-type]
+        mapping: dict[int, str] = {code: reason for code, reason in conn.execute(query)}
     assert mapping[1] == "BREAKDOWN-MECH" and mapping[9] == "BREAKDOWN-ELEC"
     assert mapping[20] == "MATERIAL"
 
@@ -98,7 +98,7 @@ def test_fault_codes_load_per_state_model_and_follow_the_file(
     assert report.updated == {"fault_code_reason": 2}
     assert report.deleted == {"fault_code_reason": 4}
     with engine(db_url).connect() as conn:
-        mapping: dict[int, str] = dict(conn.execute(query).all())  # type: ignore[arg-type]
+        mapping = {code: reason for code, reason in conn.execute(query)}
     assert mapping[15] == "BREAKDOWN-MECH" and 17 not in mapping
 
 
