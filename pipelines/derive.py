@@ -14,6 +14,7 @@ from pipelines.reading import (
     reconciliation,
     write_partition,
 )
+from transactional.errors import NotFound
 
 
 def derive_day(url: str, day: dt.date, *, settings: DerivationSettings | None = None,
@@ -35,7 +36,7 @@ def derive_nothing() -> Derived:
     return Derived(pl.DataFrame(), pl.DataFrame(), pl.DataFrame())
 
 
-class EventNotFound(LookupError):
+class EventNotFound(NotFound):
     """No derived downtime event has that number."""
 
 

@@ -66,6 +66,15 @@ COMMANDS: tuple[Entry, ...] = (
     Entry("demo", "mes.cli.demo:app",
           "Set up the database, load the sample plant, run the line simulator and both "
           "collectors for a few seconds, and show what arrived.", group=False),
+    Entry("derive", "mes.cli.pipelines:derive_app",
+          "Derive machine time, downtime events and KPIs of days (the Dagster assets, "
+          "in this process).", group=False),
+    Entry("kpi", "mes.cli.pipelines:kpi_app",
+          "A machine's ISO 22400-2 KPIs per hour, shift or day.", group=False),
+    Entry("downtime", "mes.cli.pipelines:downtime_app",
+          "Stops: list them, give one its reason (the KPIs follow)."),
+    Entry("pipelines", "mes.cli.pipelines:pipelines_app",
+          "The Dagster pipelines: the environment `dagster dev` needs."),
     Entry("bench", "mes.cli.bench:app",
           "Benchmarks: each figure beside its baseline or target."),
 )
