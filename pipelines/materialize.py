@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import dagster as dg
 
 from mes.settings import get_settings
-from pipelines.definitions import build_definitions
+from pipelines.assets.plant_day import build_plant_day
+from pipelines.partitions import daily_partitions
 from pipelines.resources import MesDatabase
 from transactional.errors import RuleViolation
 
@@ -25,8 +26,11 @@ def derive_days(url: str, first: dt.date, last: dt.date) -> list[DayResult]:
     """Materialize every day partition from `first` to `last`, in order."""
     if last < first:
         raise RuleViolation(f"--to {last} is before --from {first}")
-    definitions = build_definitions(get_settings())
-    plant_day = definitions.resolve_assets_def("machine_time")
+    settings = get_settings()
+    # The asset as the definitions build it, without their bound resources: this run
+    # names its own database.
+    plant_day = build_plant_day(daily_partitions(settings.pipeline_timezone,
+                                                 settings.pipeline_start_date))
     results = []
     with dg.DagsterInstance.ephemeral() as instance:
         day = first

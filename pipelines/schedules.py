@@ -21,7 +21,8 @@ def refresh_schedule(job: dg.UnresolvedAssetJobDefinition, timezone: str,
         moment = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
         today = moment.astimezone(ZoneInfo(timezone)).date()
         for day in (today - dt.timedelta(days=1), today):
-            yield dg.RunRequest(partition_key=day.isoformat())
+            yield dg.RunRequest(partition_key=day.isoformat(),
+                                run_key=f"{day.isoformat()}@{moment.isoformat()}")
 
     return refresh_today
 
