@@ -16,6 +16,7 @@ from mes.cli.common import By, fail, user_errors
 from mes.db import database_url
 from mes.settings import get_settings
 from pipelines import queries
+from pipelines.cli_keys import KPI_JSON_KEYS
 from pipelines.derive import classify_event
 from pipelines.instance import dagster_environment
 from pipelines.kpi import compute_kpis, sum_base
@@ -26,10 +27,7 @@ kpi_app = typer.Typer(add_completion=False)
 downtime_app = typer.Typer(no_args_is_help=True, add_completion=False)
 pipelines_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
-JSON_KEYS = ("machine", "shift", "period_start", "period_end", "planned_busy_seconds",
-             "actual_production_seconds", "produced_quantity", "good_quantity",
-             "scrap_quantity", "availability", "performance", "quality", "oee",
-             "mtbf_seconds", "mttr_seconds")
+JSON_KEYS = KPI_JSON_KEYS
 
 
 def _moment(value: str, zone: ZoneInfo) -> dt.datetime:
