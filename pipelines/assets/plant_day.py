@@ -60,8 +60,8 @@ def build_plant_day(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         check_specs=CHECKS,
         retry_policy=dg.RetryPolicy(max_retries=2, delay=5, jitter=dg.Jitter.PLUS_MINUS),
     )
-    def plant_day(context: dg.AssetExecutionContext,
-                  database: MesDatabase) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
+    def plant_day(context: dg.AssetExecutionContext, database: MesDatabase
+                  ) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
         day = partition_day(context.partition_key)
         settings = database.derivation_settings()
         with queries.connect(database.database_url()) as conn:

@@ -116,7 +116,8 @@ def test_machine_time_covers_the_day_exactly_once(
     assert hour_rows.height == 25
     busy = intervals.filter(~pl.col("category").is_in(["planned", "planned_stop"]))
     assert day["planned_busy_seconds"][0] == busy["seconds"].sum()
-    assert abs(hour_rows["planned_busy_seconds"].sum() - busy["seconds"].sum()) < 1e-6
+    assert abs(float(hour_rows["planned_busy_seconds"].sum())
+               - float(busy["seconds"].sum())) < 1e-6
     for ratio in ("availability", "oee"):
         values = derived.kpis[ratio].drop_nulls()
         assert not values.is_nan().any()
