@@ -67,10 +67,11 @@ COMMANDS: tuple[Entry, ...] = (
           "Set up the database, load the sample plant, run the line simulator and both "
           "collectors for a few seconds, and show what arrived.", group=False),
     Entry("derive", "mes.cli.pipelines:derive_app",
-          "Derive machine time, downtime events and KPIs of days (the Dagster assets, "
-          "in this process).", group=False),
+          "Derive machine time, downtime events, KPIs and count reconciliation for each "
+          "day, in this process, with the Dagster definitions the UI shows.", group=False),
     Entry("kpi", "mes.cli.pipelines:kpi_app",
-          "A machine's ISO 22400-2 KPIs per hour, shift or day.", group=False),
+          "A machine's ISO 22400-2 KPIs per hour, shift or day, from the derived tables.",
+          group=False),
     Entry("downtime", "mes.cli.pipelines:downtime_app",
           "Stops: list them, give one its reason (the KPIs follow)."),
     Entry("pipelines", "mes.cli.pipelines:pipelines_app",
