@@ -8,7 +8,9 @@ replaces the partition's rows of every derived table in one transaction.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -52,8 +54,24 @@ def plant_windows(conn: queries.Connection, day: dt.date,
                                           return_dtype=UTC_US).alias("window_end"))
 
 
+def count_grid_minutes(shifts: list[ShiftPattern], breaks: list[BreakPattern],
+                       windows: pl.DataFrame) -> int:
+    """The coarsest bucket (in minutes, dividing an hour) that every hour, shift and break
+    boundary lies on, in every calendar's time zone."""
+    minutes = [60]
+    minutes += [int(s.start.total_seconds() // 60) for s in shifts]
+    minutes += [int(s.duration.total_seconds() // 60) for s in shifts]
+    minutes += [int(b.offset.total_seconds() // 60) for b in breaks]
+    minutes += [int(b.duration.total_seconds() // 60) for b in breaks]
+    for column in ("window_start", "window_end"):
+        for row in windows.select("timezone", column).unique().to_dicts():
+            offset = row[column].astimezone(ZoneInfo(row["timezone"])).utcoffset()
+            minutes.append(int(offset.total_seconds() // 60) if offset else 0)
+    return math.gcd(*minutes) or 60
+
+
 def _calendar_frames(conn: queries.Connection, windows: pl.DataFrame
-                     ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+                     ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
     shifts = [ShiftPattern(r["shift_id"], r["calendar_id"], r["code"],
                            dt.timedelta(seconds=r["start_seconds"]),
                            dt.timedelta(seconds=r["duration_seconds"]),
@@ -88,6 +106,7 @@ def _calendar_frames(conn: queries.Connection, windows: pl.DataFrame
                                          "start": UTC_US, "end": UTC_US}),
         pl.DataFrame(break_rows, schema={"equipment_id": pl.Int32, "start": UTC_US,
                                          "end": UTC_US, "planned_kind": pl.String}),
+        count_grid_minutes(shifts, breaks, windows),
     )
 
 
@@ -98,7 +117,8 @@ def read_inputs(conn: queries.Connection, windows: pl.DataFrame,
     high = windows["window_end"].max()
     assert isinstance(low, dt.datetime) and isinstance(high, dt.datetime)
     wjson = queries.windows_json(windows)
-    hour_frame, shift_frame, break_frame = _calendar_frames(conn, windows)
+    hour_frame, shift_frame, break_frame, grid = _calendar_frames(conn, windows)
+    bucket = f"{grid} minutes"
     machine_calendar = windows.select("equipment_id", "calendar_id")
     stops = queries.frame(conn, queries.PLANNED_STOPS, [low, high])
     calendar_stops = stops.filter(pl.col("calendar_id").is_not_null()).drop("equipment_id").join(
@@ -117,8 +137,16 @@ def read_inputs(conn: queries.Connection, windows: pl.DataFrame,
         windows.select("equipment_id"), on="equipment_id")
     run_edges = pl.concat([runs.select("equipment_id", pl.col(c).alias("at"))
                            for c in ("started_at", "ended_at")]).filter(pl.col("at") < FAR)
-    counts = queries.frame(conn, queries.COUNTS,
-                           [wjson, low, high, queries.boundaries_json(run_edges)])
+    counts = (queries.frame(conn, queries.COUNTS, [low, high, bucket])
+              if run_edges.is_empty() else
+              queries.frame(conn, queries.COUNTS_SPLIT_AT,
+                            [low, high, bucket, queries.boundaries_json(run_edges)]))
+    counts = (counts.with_columns(pl.col("equipment_id").cast(pl.Int32))
+              .join(windows.select("equipment_id", "window_start", "window_end"),
+                    on="equipment_id")
+              .filter((pl.col("bucket") >= pl.col("window_start"))
+                      & (pl.col("bucket") < pl.col("window_end")))
+              .drop("window_start", "window_end"))
     since = min([low, *states["ts"].to_list()]) - CLASSIFICATION_LOOKBACK
     return Inputs(
         windows=windows,

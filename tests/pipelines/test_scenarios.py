@@ -188,3 +188,57 @@ def test_a_late_reclassification_restates_the_kpis(raw: Raw) -> None:
                                "WHERE table_name = 'downtime_classification'").fetchall()
     assert reclassified == [(event[0], "PM", "operator", True)]   # the same event number
     assert audited == [("100", "insert")]
+
+
+def _run(raw: Raw, machine: str, material: str, order: str, start: dt.datetime,
+         end: dt.datetime, good: float) -> None:
+    with raw.connect() as conn, conn.transaction():
+        conn.execute("SELECT set_config('mes.actor', 'test', true)")
+        conn.execute(
+            "INSERT INTO mes.product_definition (code, name, material_id) SELECT %s, %s, id "
+            "FROM mes.material_definition WHERE code = %s ON CONFLICT DO NOTHING",
+            (material, material, material))
+        conn.execute(
+            "INSERT INTO mes.routing_operation (product_id, sequence, code, name, "
+            "work_center_type, standard_seconds_per_unit) SELECT id, 10, 'OP', 'Op', 'T', 1 "
+            "FROM mes.product_definition WHERE code = %s ON CONFLICT DO NOTHING", (material,))
+        conn.execute(
+            "INSERT INTO mes.work_order (code, product_id, quantity, status) SELECT %s, id, "
+            "1000, 'in_progress' FROM mes.product_definition WHERE code = %s",
+            (order, material))
+        conn.execute(
+            "INSERT INTO mes.operation_run (work_order_id, operation_id, equipment_id, "
+            "operator_id, status, planned_quantity, good_quantity, started_at, ended_at) "
+            "SELECT wo.id, op.id, %s, p.id, 'completed', 1000, %s, %s, %s "
+            "FROM mes.work_order wo JOIN mes.routing_operation op ON op.product_id = "
+            "wo.product_id, mes.person p WHERE wo.code = %s AND p.badge = '100'",
+            (raw.ids[machine], good, start, end, order))
+
+
+def test_performance_uses_the_ideal_cycle_time_of_the_run_at_that_moment(raw: Raw) -> None:
+    # M2: PART 2 s, OTHER 4 s. A run of PART until 10:00:30, then OTHER: a count in the
+    # same minute as the changeover belongs to the run active at its second.
+    change = local(DAY, "10:00") + dt.timedelta(seconds=30)
+    _run(raw, "M2", "PART", "WO-1", local(DAY, "06:00"), change, good=900)
+    _run(raw, "M2", "OTHER", "WO-2", change, local(DAY, "14:00"), good=500)
+    raw.states("M2", (local(DAY, "05:00"), RUNNING, None))
+    raw.counts("M2", local(DAY, "09:00"), good=90, every=dt.timedelta(seconds=20))
+    # 10:00:00 .. 10:00:29 is PART (10 parts), 10:00:30 on is OTHER (20 parts)
+    raw.counts("M2", local(DAY, "10:00") + dt.timedelta(seconds=1), good=10,
+               every=dt.timedelta(seconds=2))
+    raw.counts("M2", change, good=20, every=dt.timedelta(seconds=1))
+
+    raw.derive()
+
+    shift = raw.kpi("M2", "shift", local(DAY, "06:00"))
+    apt = 7.5 * 3600
+    assert shift["produced_quantity"] == 120
+    assert close(shift["performance"], (2.0 * 100 + 4.0 * 20) / apt)
+    hour = raw.kpi("M2", "hour", local(DAY, "10:00"))
+    assert close(hour["performance"], (2.0 * 10 + 4.0 * 20) / 1800)   # lunch 10:00-10:30
+    with raw.connect() as conn:
+        reconciled = conn.execute(
+            "SELECT machine_good, reported_good, within_tolerance FROM "
+            "derived.count_reconciliation ORDER BY started_at").fetchall()
+    # Machine counts per run against the operators' reports: 100 vs 900 is flagged.
+    assert reconciled == [(100, 900.0, False), (20, 500.0, False)]
