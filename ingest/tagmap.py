@@ -7,16 +7,16 @@ collectors' job; this module only says what to read and what it means.
 
 from __future__ import annotations
 
-import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from transactional.errors import FileProblems
+from transactional.files import read_toml
 from transactional.vocabulary import SignalKind
 
 RegisterType = Literal["uint16", "int16", "uint32", "int32", "float32"]
@@ -189,18 +189,7 @@ class TagMap:
 
 def read_tag_map_file(path: Path) -> TagMapFile:
     """Parse and check a tag map on its own; raises TagMapError listing every problem."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise TagMapError(path, [f"cannot read the file: {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError as exc:
-        raise TagMapError(path, [f"not UTF-8 text: {exc.reason}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TagMapError(path, [f"not valid TOML: {exc}"]) from None
-    try:
-        return TagMapFile.model_validate(raw)
-    except ValidationError as exc:
-        raise TagMapError(path, [_describe(raw, error) for error in exc.errors()]) from None
+    return read_toml(path, TagMapFile, TagMapError, _describe)
 
 
 def _describe(raw: Any, error: Any) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from transactional.errors import NotFound
+from transactional.lookup import by_code
 from transactional.models import (
     BomItem,
     Equipment,
@@ -235,9 +236,7 @@ class _Progress:
 
 
 def _work_center(session: Session, code: str) -> Equipment:
-    line = session.scalar(select(Equipment).where(Equipment.code == code))
-    if line is None:
-        raise NotFound(f"unknown work center {code!r}")
+    line = by_code(session, Equipment, code, what="work center")
     if line.level != "work_center":
         parent = session.get(Equipment, line.parent_id) if line.parent_id else None
         hint = (f"; its line is {parent.code}"

@@ -11,18 +11,13 @@ from sqlalchemy.orm import Session
 
 from transactional.errors import IllegalTransition, NotFound, RuleViolation
 from transactional.labor import person_by_badge
+from transactional.lookup import by_code
 from transactional.models import Document, DocumentRevision
 
 
 def document_by_code(session: Session, code: str, *, lock: bool = False) -> Document:
-    query = select(Document).where(Document.code == code)
-    if lock:
-        # Serialises revision numbering and releases of one document.
-        query = query.with_for_update(key_share=True)
-    document = session.scalars(query).one_or_none()
-    if document is None:
-        raise NotFound(f"no document {code}")
-    return document
+    # Locked: serialises revision numbering and releases of one document.
+    return by_code(session, Document, code, what="document", lock=lock)
 
 
 def add_revision(session: Session, document_code: str, content: str,

@@ -18,18 +18,36 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from lxml import etree
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from transactional.audit import acting
 from transactional.errors import FileProblems
+from transactional.files import (
+    Moment,
+    RequiredText,
+    Text,
+    plain_text,
+    problem_text,
+    required,
+    shown,
+)
 from transactional.models import MaterialDefinition, ProductDefinition, WorkOrder
 
 ACTOR = "erp-import"
@@ -43,7 +61,6 @@ ORDERABLE_STATES = ("Forecast", "Released", "Waiting", "Ready")
 COLUMNS = ("order_id", "product", "quantity", "unit", "earliest_start", "due", "priority")
 REQUIRED_COLUMNS = ("order_id", "product", "quantity")
 PG_INT_MAX = 2**31 - 1
-DATE_EXAMPLE = "2026-03-02T06:00:00+01:00"
 
 
 class OrderFileError(FileProblems):
@@ -57,17 +74,58 @@ class RawOrder:
     """One order's fields as the file spells them, before any check."""
 
     where: str  # "line 3" or "orders[2]": for an order without an id
-    order_id: Any
-    product: Any
-    quantity: Any
-    unit: Any = None
-    earliest_start: Any = None
-    due: Any = None
-    priority: Any = None
-    extra_problem: str | None = None  # a format-specific problem with this order
-    # False when the file does not say which material the order makes (the extra problem
+    fields: Mapping[str, Any]
+    format_problem: str | None = None  # a problem with this order particular to its format
+    # False when the file does not say which material the order makes (the format problem
     # says why), so a missing product and quantity are not reported on top.
     product_stated: bool = True
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _quantity(value: Any) -> float | None:
+    if _blank(value):
+        return None
+    number = _number(value)
+    if number is None:
+        raise ValueError(f"{shown(value)} is not a number")
+    if number <= 0:
+        raise ValueError(f"{shown(value)} must be more than 0")
+    return number
+
+
+def _priority(value: Any) -> int:
+    if _blank(value):
+        return 0
+    whole = _whole(value)
+    if whole is None or not 0 <= whole <= PG_INT_MAX:
+        raise ValueError(f"{shown(value)} is not a whole number from 0 up")
+    return whole
+
+
+class OrderRow(BaseModel):
+    """One order as any of the three formats gives it; the same checks for all three."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    order_id: RequiredText
+    product: RequiredText
+    quantity: Annotated[float, BeforeValidator(required(_quantity))]
+    unit: Text = None
+    earliest_start: Moment = None
+    due: Moment = None
+    priority: Annotated[int, BeforeValidator(_priority)] = 0
+
+    @field_validator("due")
+    @classmethod
+    def _due_after_start(cls, due: dt.datetime | None,
+                         info: ValidationInfo) -> dt.datetime | None:
+        start = info.data.get("earliest_start")
+        if start is not None and due is not None and due < start:
+            raise ValueError(f"{due.isoformat()} is before earliest_start {start.isoformat()}")
+        return due
 
 
 @dataclass(frozen=True)
@@ -134,62 +192,34 @@ def read_order_file(path: Path) -> list[OrderLine]:
     return orders
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
 def _check(name: str, raw: RawOrder) -> tuple[OrderLine | None, list[str]]:
-    if isinstance(raw.order_id, bool) or not isinstance(raw.order_id, str | int | None):
-        return None, [f"{name}: {raw.where}: order id {raw.order_id!r} is not text"]
-    code = _text(raw.order_id)
-    if code is None:
-        return None, [f"{name}: {raw.where}: the order id is missing"]
-    at = f"{name}: order {code}"
+    try:
+        row, errors = OrderRow.model_validate(raw.fields), []
+    except ValidationError as error:
+        row, errors = None, [e for e in error.errors() if raw.product_stated
+                             or e["loc"][:1] not in (("product",), ("quantity",))]
+    id_errors = [e for e in errors if e["loc"][:1] == ("order_id",)]
+    if id_errors:
+        return None, [f"{name}: {raw.where}: {_problem(id_errors[0])}"]
+    at = f"{name}: order {plain_text(raw.fields['order_id'])}"
     suffix = f" ({raw.where})"
-    problems: list[str] = []
-    if raw.extra_problem:
-        problems.append(f"{at}: {raw.extra_problem}{suffix}")
-    product = _text(raw.product) if isinstance(raw.product, str) else None
-    quantity = _number(raw.quantity)
-    if raw.product_stated:
-        if product is None:
-            problems.append(f"{at}: the product is missing{suffix}")
-        if _text(raw.quantity) is None:
-            problems.append(f"{at}: the quantity is missing{suffix}")
-        elif quantity is None:
-            problems.append(f"{at}: quantity {_shown(raw.quantity)} is not a number{suffix}")
-        elif quantity <= 0:
-            problems.append(f"{at}: quantity {_shown(raw.quantity)} must be more than 0"
-                            f"{suffix}")
-    unit = _text(raw.unit) if isinstance(raw.unit, str) else None
-    if raw.unit is not None and not isinstance(raw.unit, str):
-        problems.append(f"{at}: unit {_shown(raw.unit)} is not a unit of measure{suffix}")
-    start, start_problem = _moment(raw.earliest_start, "earliest_start")
-    due, due_problem = _moment(raw.due, "due")
-    problems += [f"{at}: {p}{suffix}" for p in (start_problem, due_problem) if p]
-    if start is not None and due is not None and due < start:
-        problems.append(f"{at}: due {due.isoformat()} is before earliest_start "
-                        f"{start.isoformat()}{suffix}")
-    priority = 0
-    if _text(raw.priority) is not None:
-        whole = _whole(raw.priority)
-        if whole is None or not 0 <= whole <= PG_INT_MAX:
-            problems.append(f"{at}: priority {_shown(raw.priority)} is not a whole number "
-                            f"from 0 up{suffix}")
-        else:
-            priority = whole
-    if problems or product is None or quantity is None:
+    problems = [f"{at}: {raw.format_problem}{suffix}"] if raw.format_problem else []
+    problems += [f"{at}: {_problem(e)}{suffix}" for e in errors]
+    if problems or row is None:
         return None, problems
-    return OrderLine(code=code, product=product, quantity=quantity, unit=unit,
-                     planned_start=start, due_at=due, priority=priority,
-                     where=raw.where), []
+    return OrderLine(code=row.order_id, product=row.product, quantity=row.quantity,
+                     unit=row.unit, planned_start=row.earliest_start, due_at=row.due,
+                     priority=row.priority, where=raw.where), []
 
 
-def _shown(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
+def _problem(error: ErrorDetails) -> str:
+    """'quantity 'ten' is not a number': the field first, as ERP people name it."""
+    field = str(error["loc"][0]) if error["loc"] else "order"
+    if error["type"] == "missing":
+        return f"the {field.replace('_', ' ')} is missing"
+    if error["type"] == "extra_forbidden":
+        return f"unknown field {field!r} (fields: {', '.join(COLUMNS)})"
+    return f"{field} {problem_text(error)}"
 
 
 def _number(value: Any) -> float | None:
@@ -216,24 +246,6 @@ def _whole(value: Any) -> int | None:
     return int(number) if number is not None and number.is_integer() else None
 
 
-def _moment(value: Any, field: str) -> tuple[dt.datetime | None, str | None]:
-    """A date and time with its offset; a bare date or local time is refused rather than
-    guessed, since the plant, the ERP server and the MES may sit in different time zones."""
-    if value is not None and not isinstance(value, str):
-        return None, f"{field} {_shown(value)} is not a date and time (like {DATE_EXAMPLE})"
-    text = _text(value)
-    if text is None:
-        return None, None
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None, f"{field} {text!r} is not a date and time (like {DATE_EXAMPLE})"
-    if moment.tzinfo is None:
-        return None, (f"{field} {text!r} needs a date, a time and a time zone offset, "
-                      f"like {DATE_EXAMPLE}")
-    return moment, None
-
-
 def _csv_orders(name: str, content: bytes) -> list[RawOrder]:
     try:
         text = content.decode("utf-8-sig")  # spreadsheets like to start with a BOM
@@ -256,15 +268,12 @@ def _csv_orders(name: str, content: bytes) -> list[RawOrder]:
     orders = []
     try:
         for row in reader:
-            if not any(_text(v) for k, v in row.items() if k in COLUMNS):
+            fields = {key: value for key, value in row.items() if key in COLUMNS}
+            if all(_blank(value) for value in fields.values()):
                 continue  # a blank line between orders
             orders.append(RawOrder(
-                where=f"line {reader.line_num}",
-                order_id=row.get("order_id"), product=row.get("product"),
-                quantity=row.get("quantity"), unit=row.get("unit"),
-                earliest_start=row.get("earliest_start"), due=row.get("due"),
-                priority=row.get("priority"),
-                extra_problem="the line has more fields than the header has columns"
+                f"line {reader.line_num}", fields,
+                "the line has more fields than the header has columns"
                 if row.get("\x00extra") else None))
     except csv.Error as error:
         raise OrderFileError(name, [f"{name}: line {reader.line_num}: CSV syntax: {error}"]
@@ -292,14 +301,7 @@ def _json_orders(name: str, content: bytes) -> list[RawOrder]:
         where = f"orders[{i}]"
         if not isinstance(entry, dict):
             raise OrderFileError(name, [f"{name}: {where}: an order must be an object"])
-        unknown = [key for key in entry if key not in COLUMNS]
-        orders.append(RawOrder(
-            where=where, order_id=entry.get("order_id"), product=entry.get("product"),
-            quantity=entry.get("quantity"), unit=entry.get("unit"),
-            earliest_start=entry.get("earliest_start"), due=entry.get("due"),
-            priority=entry.get("priority"),
-            extra_problem=(f"unknown field {unknown[0]!r} (fields: {', '.join(COLUMNS)})"
-                           if unknown else None)))
+        orders.append(RawOrder(where, entry))
     return orders
 
 
@@ -340,7 +342,7 @@ def _xml_orders(name: str, content: bytes) -> list[RawOrder]:
 
 def _child_text(element: etree._Element, path: str) -> str | None:
     found = element.find(path, NS)
-    return _text(found.text) if found is not None else None
+    return plain_text(found.text) if found is not None else None
 
 
 def _xml_order(request: etree._Element) -> RawOrder:
@@ -377,10 +379,11 @@ def _xml_order(request: etree._Element) -> RawOrder:
         start = _child_text(segments[0], "b:EarliestStartTime")
     if due is None and segments:
         due = _child_text(segments[-1], "b:LatestEndTime")
-    return RawOrder(where=f"line {request.sourceline}", order_id=_child_text(request, "b:ID"),
-                    product=product, quantity=quantity, unit=unit, earliest_start=start,
-                    due=due, priority=_child_text(request, "b:Priority"),
-                    extra_problem=problem, product_stated=len(candidates) == 1)
+    fields = {"order_id": _child_text(request, "b:ID"), "product": product,
+              "quantity": quantity, "unit": unit, "earliest_start": start, "due": due,
+              "priority": _child_text(request, "b:Priority")}
+    return RawOrder(f"line {request.sourceline}", fields, problem,
+                    product_stated=len(candidates) == 1)
 
 
 # -- applying -----------------------------------------------------------------------------------

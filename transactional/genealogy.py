@@ -195,7 +195,7 @@ def trace(session: Session, lot_code: str,
     """The whole genealogy of a lot in the given directions, with every lot and run on it."""
     root_id = session.execute(LOT_ID, {"code": lot_code}).scalar()
     if root_id is None:
-        raise NotFound(f"lot {lot_code}: no such lot")
+        raise NotFound(f"no material lot {lot_code}")
     raw_links: dict[Direction, list[Any]] = {
         direction: list(session.execute(BACKWARD if direction == "backward" else FORWARD,
                                         {"lot_id": root_id}))

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from transactional.errors import NotFound, NotPermitted, RuleViolation
+from transactional.lookup import by_code
 from transactional.models import (
     Equipment,
     LaborSession,
@@ -26,10 +27,8 @@ from transactional.models import (
 
 
 def person_by_badge(session: Session, badge: str) -> Person:
-    """The active person wearing `badge`."""
-    person = session.scalars(select(Person).where(Person.badge == badge)).one_or_none()
-    if person is None:
-        raise NotFound(f"no person with badge {badge}")
+    """The active person wearing `badge`; NotFound or NotPermitted otherwise."""
+    person = by_code(session, Person, badge, key="badge", what="person with badge")
     if not person.active:
         raise NotPermitted(f"badge {badge} ({person.name}) is not active")
     return person
@@ -46,9 +45,7 @@ def in_class(session: Session, person: Person, class_code: str) -> bool:
 
 def machine_by_code(session: Session, code: str) -> Equipment:
     """The machine (an ISA-95 work unit) named `code`."""
-    machine = session.scalars(select(Equipment).where(Equipment.code == code)).one_or_none()
-    if machine is None:
-        raise NotFound(f"no machine {code}")
+    machine = by_code(session, Equipment, code, what="machine")
     if machine.level != "work_unit":
         raise RuleViolation(f"{code} is a {machine.level.replace('_', ' ')}, not a machine")
     return machine

@@ -1,4 +1,4 @@
-"""Reading one record for a service that is about to change it.
+"""Reading one record for a service that is about to change it, or looking one up by code.
 
 Read afresh, and row-locked when asked, so that a change committed meanwhile (by the
 holder of the lock this waits for) is seen; a missing record is a NotFound.
@@ -6,14 +6,15 @@ holder of the lock this waits for) is seen; a missing record is a NotFound.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from transactional.errors import NotFound
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 def fresh_one(session: Session, query: Select[T], *, lock: bool, missing: str) -> T:
@@ -26,3 +27,12 @@ def fresh_one(session: Session, query: Select[T], *, lock: bool, missing: str) -
     if row is None:
         raise NotFound(missing)
     return row
+
+
+def by_code(session: Session, model: type[M], code: str, *, what: str, key: str = "code",
+            lock: bool = False) -> M:
+    """The `model` row whose `key` column holds `code`; NotFound("no `what` `code`")."""
+    column: Any = getattr(model, key)
+    found: M = fresh_one(session, select(model).where(column == code), lock=lock,
+                         missing=f"no {what} {code}")
+    return found

@@ -18,7 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from transactional.audit import acting
-from transactional.errors import IllegalTransition, NotFound, NotPermitted, RuleViolation
+from transactional.errors import IllegalTransition, NotFound, RuleViolation
+from transactional.labor import person_by_badge as person_by_badge  # the CLI imports it here
+from transactional.lookup import by_code
 from transactional.models import (
     BomItem,
     GenealogyLink,
@@ -28,7 +30,6 @@ from transactional.models import (
     MaterialLot,
     MovementKind,
     OperationRun,
-    Person,
     ProductDefinition,
     RoutingOperation,
     StorageLocation,
@@ -48,16 +49,6 @@ NEGATIVE_QUANTITY = "ck_material_lot_quantity"
 
 
 # --- looking things up ------------------------------------------------------------------
-
-def person_by_badge(session: Session, badge: str) -> Person:
-    """The active person with this badge; NotFound or NotPermitted otherwise."""
-    person = session.scalars(select(Person).where(Person.badge == badge)).one_or_none()
-    if person is None:
-        raise NotFound(f"badge {badge}: no such person")
-    if not person.active:
-        raise NotPermitted(f"badge {badge} ({person.name}) is not active")
-    return person
-
 
 def act_as(session: Session, badge: str) -> int:
     """Name the person with `badge` as who acts in this transaction (the audit log's
@@ -79,26 +70,15 @@ def describe(session: Session, lot: MaterialLot | str) -> str:
 
 
 def _lot(session: Session, code: str) -> MaterialLot:
-    lot = session.scalars(select(MaterialLot).where(MaterialLot.code == code)).one_or_none()
-    if lot is None:
-        raise NotFound(f"lot {code}: no such lot")
-    return lot
+    return by_code(session, MaterialLot, code, what="material lot")
 
 
 def _material(session: Session, code: str) -> MaterialDefinition:
-    material = session.scalars(
-        select(MaterialDefinition).where(MaterialDefinition.code == code)).one_or_none()
-    if material is None:
-        raise NotFound(f"material {code}: no such material")
-    return material
+    return by_code(session, MaterialDefinition, code, what="material")
 
 
 def _location(session: Session, code: str) -> StorageLocation:
-    location = session.scalars(
-        select(StorageLocation).where(StorageLocation.code == code)).one_or_none()
-    if location is None:
-        raise NotFound(f"storage location {code}: no such location")
-    return location
+    return by_code(session, StorageLocation, code, what="storage location")
 
 
 def _run(session: Session, run_id: int) -> OperationRun:
@@ -125,7 +105,7 @@ def _locked(session: Session, codes: Sequence[str]) -> list[MaterialLot]:
     by_code = {lot.code: lot for lot in rows}
     missing = [code for code in codes if code not in by_code]
     if missing:
-        raise NotFound(f"lot {', '.join(missing)}: no such lot")
+        raise NotFound(f"no material lot {', '.join(missing)}")
     return [by_code[code] for code in codes]
 
 

@@ -16,11 +16,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from transactional.audit import acting
 from transactional.errors import FileProblems
+from transactional.files import (
+    RequiredMoment,
+    RequiredText,
+    Text,
+    describe_validation_error,
+    plain_text,
+    read_text,
+)
 from transactional.models import Equipment, MaintenanceWindow
 
 ACTOR = "cmms-import"
@@ -63,29 +72,33 @@ class ImportReport:
                 f"{len(self.unchanged)} unchanged")
 
 
-def _timestamp(value: object) -> dt.datetime:
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a timestamp; write it as text like "
-                         "\"2026-12-01T06:00:00+01:00\"")
+class WindowEntry(BaseModel):
+    """One window as a CMMS export gives it, in either format; checked the same for both."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: RequiredText
+    machine: RequiredText
+    starts_at: RequiredMoment
+    ends_at: RequiredMoment
+    reason: Text = None
+
+    @field_validator("ends_at")
+    @classmethod
+    def _ends_after_start(cls, ends_at: dt.datetime, info: ValidationInfo) -> dt.datetime:
+        starts_at = info.data.get("starts_at")
+        if starts_at is not None and ends_at <= starts_at:
+            raise ValueError(f"{ends_at.isoformat()} is not after starts_at "
+                             f"{starts_at.isoformat()}")
+        return ends_at
+
+
+def _label(where: str, entry: Mapping[str, object]) -> str:
     try:
-        stamp = dt.datetime.fromisoformat(value.strip())
+        external_id = plain_text(entry.get("id"))
     except ValueError:
-        raise ValueError(f"{value!r} is not an ISO 8601 timestamp like "
-                         "\"2026-12-01T06:00:00+01:00\"") from None
-    if stamp.tzinfo is None or stamp.utcoffset() is None:
-        # A window without a zone would move by the offset between the CMMS and the server.
-        raise ValueError(f"{value!r} has no time zone; add one, e.g. +01:00 or Z")
-    return stamp
-
-
-def _text(value: object, *, required: bool) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise ValueError("missing")
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"{value!r} is not text")
-    return str(value).strip()
+        external_id = None
+    return f"window {external_id!r} ({where})" if external_id else f"{where} (no id)"
 
 
 def check_entries(entries: Iterable[tuple[str, Mapping[str, object]]]
@@ -95,43 +108,19 @@ def check_entries(entries: Iterable[tuple[str, Mapping[str, object]]]
     problems: list[str] = []
     first_seen: dict[str, str] = {}
     for where, entry in entries:
-        raw_id = entry.get("id")
-        label = (f"window {str(raw_id).strip()!r} ({where})"
-                 if isinstance(raw_id, str | int) and str(raw_id).strip()
-                 else f"{where} (no id)")
-        found: dict[str, object] = {}
-        bad = False
-        for name in sorted(set(entry) - set(FIELDS)):
-            problems.append(f"{label}, {name}: unknown field (expected {', '.join(FIELDS)})")
-            bad = True
-        for name in FIELDS:
-            value = entry.get(name)
-            try:
-                if name in ("starts_at", "ends_at"):
-                    if value is None or value == "":
-                        raise ValueError("missing")
-                    found[name] = _timestamp(value)
-                else:
-                    found[name] = _text(value, required=name in REQUIRED)
-            except ValueError as error:
-                problems.append(f"{label}, {name}: {error}")
-                bad = True
-        if bad:
+        label = _label(where, entry)
+        try:
+            window = WindowEntry.model_validate(entry)
+        except ValidationError as error:
+            problems += [f"{label}, {describe_validation_error(entry, e, fields=FIELDS)}"
+                         for e in error.errors()]
             continue
-        starts_at, ends_at = found["starts_at"], found["ends_at"]
-        assert isinstance(starts_at, dt.datetime) and isinstance(ends_at, dt.datetime)
-        external_id, machine = str(found["id"]), str(found["machine"])
-        reason = found["reason"]
-        if ends_at <= starts_at:
-            problems.append(f"{label}, ends_at: {ends_at.isoformat()} is not after starts_at "
-                            f"{starts_at.isoformat()}")
+        if window.id in first_seen:
+            problems.append(f"{label}, id: duplicate, {first_seen[window.id]} has the same id")
             continue
-        if external_id in first_seen:
-            problems.append(f"{label}, id: duplicate, {first_seen[external_id]} has the same id")
-            continue
-        first_seen[external_id] = where
-        windows.append(WindowRecord(external_id, machine, starts_at, ends_at,
-                                    reason if isinstance(reason, str) else None, where))
+        first_seen[window.id] = where
+        windows.append(WindowRecord(window.id, window.machine, window.starts_at,
+                                    window.ends_at, window.reason, where))
     return windows, problems
 
 
@@ -186,10 +175,7 @@ def read_window_file(path: Path) -> list[WindowRecord]:
     if suffix not in (".json", ".csv"):
         raise MaintenanceFileError(path, [
             f"unknown format {suffix or '(no extension)'!r}; give a .json or .csv file"])
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise MaintenanceFileError(path, [f"cannot read it: {error}"]) from None
+    content = read_text(path, MaintenanceFileError, encoding="utf-8-sig")
     entries = _json_entries(path, content) if suffix == ".json" else _csv_entries(path, content)
     windows, problems = check_entries(entries)
     if problems:

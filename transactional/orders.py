@@ -24,7 +24,7 @@ from transactional.errors import (
     RuleViolation,
 )
 from transactional.labor import is_signed_on, machine_by_code, person_by_badge
-from transactional.lookup import fresh_one
+from transactional.lookup import by_code, fresh_one
 from transactional.lots import output_material_id, produce
 from transactional.models import (
     Certification,
@@ -58,8 +58,7 @@ STARTABLE: frozenset[WorkOrderStatus] = frozenset({"released", "in_progress"})
 
 
 def order_by_code(session: Session, code: str, *, lock: bool = False) -> WorkOrder:
-    return fresh_one(session, select(WorkOrder).where(WorkOrder.code == code), lock=lock,
-                     missing=f"no work order {code}")
+    return by_code(session, WorkOrder, code, what="work order", lock=lock)
 
 
 def run_by_id(session: Session, run_id: int, *, lock: bool = False) -> OperationRun:

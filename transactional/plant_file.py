@@ -7,9 +7,8 @@ file and the key (or line, for syntax errors). Writing the checked plant is `pla
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,12 +23,12 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     StringConstraints,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from transactional.errors import FileProblems
+from transactional.files import parse_toml, read_text, validated
 from transactional.vocabulary import MaterialKind, SignalKind, StateCategory
 
 
@@ -250,12 +249,7 @@ def break_offset(shift: ShiftDef, shift_break: BreakDef) -> dt.timedelta:
 
 def read_plant_file(path: Path) -> PlantDefinition:
     """Parse and check `path`; raises PlantFileError listing every problem."""
-    raw = _parse(path)
-    try:
-        plant = PlantDefinition.model_validate(raw)
-    except ValidationError as error:
-        raise PlantFileError(path, [describe_validation_error(raw, e)
-                                    for e in error.errors()]) from None
+    plant = validated(PlantDefinition, _parse(path), path, PlantFileError)
     problems = check_references(plant)
     if problems:
         raise PlantFileError(path, problems)
@@ -263,59 +257,22 @@ def read_plant_file(path: Path) -> PlantDefinition:
 
 
 def _parse(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise PlantFileError(path, [f"cannot read the file: {error.strerror}"]) from None
-    except UnicodeDecodeError as error:
-        raise PlantFileError(path, [f"not UTF-8 text: {error.reason}"]) from None
     suffix = path.suffix.lower()
     if suffix == ".toml":
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            raise PlantFileError(path, [f"TOML syntax: {error}"]) from None
-    if suffix in (".yaml", ".yml"):
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.MarkedYAMLError as error:
-            mark = error.problem_mark
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise PlantFileError(path, [f"YAML syntax{where}: {error.problem}"]) from None
-        except yaml.YAMLError as error:
-            raise PlantFileError(path, [f"YAML syntax: {error}"]) from None
-        if not isinstance(raw, dict):
-            raise PlantFileError(path, ["the file must be a mapping of sections at its top"])
-        return raw
-    raise PlantFileError(path, [f"unknown file type {suffix!r}: use .toml, .yaml or .yml"])
-
-
-def _code_label(node: Any) -> str:
-    if isinstance(node, dict) and isinstance(node.get("code"), str):
-        return f" ({node['code']})"
-    return ""
-
-
-def describe_validation_error(raw: Any, error: Any,
-                              label: Callable[[Any], str] = _code_label) -> str:
-    """'machines[2] (N-L1-M3).signals[0].kind: Input should be ...' from a pydantic error;
-    `label` names a list entry (by default its code)."""
-    parts: list[str] = []
-    node = raw
-    for item in error["loc"]:
-        if isinstance(item, int):
-            node = node[item] if isinstance(node, list) and item < len(node) else None
-            parts.append(f"[{item}]{label(node)}")
-        else:
-            parts.append(("." if parts else "") + str(item))
-            node = node.get(item) if isinstance(node, dict) else None
-    key = "".join(parts) or "(top level)"
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "missing":
-        message = "missing field"
-    elif error["type"] == "extra_forbidden":
-        message = "unknown field (misspelt?)"
-    return f"{key}: {message}"
+        return parse_toml(path, PlantFileError)
+    if suffix not in (".yaml", ".yml"):
+        raise PlantFileError(path, [f"unknown file type {suffix!r}: use .toml, .yaml or .yml"])
+    try:
+        raw = yaml.safe_load(read_text(path, PlantFileError))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise PlantFileError(path, [f"YAML syntax{where}: {error.problem}"]) from None
+    except yaml.YAMLError as error:
+        raise PlantFileError(path, [f"YAML syntax: {error}"]) from None
+    if not isinstance(raw, dict):
+        raise PlantFileError(path, ["the file must be a mapping of sections at its top"])
+    return raw
 
 
 # -- cross references --------------------------------------------------------------------------

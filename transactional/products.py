@@ -12,7 +12,7 @@ the document workflow, not through this file. The caller owns the transaction.
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
+import functools
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
@@ -24,7 +24,6 @@ from pydantic import (
     Field,
     PositiveFloat,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
 from sqlalchemy import func, select
@@ -32,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from transactional.audit import acting
 from transactional.errors import FileProblems
+from transactional.files import describe_validation_error, read_toml
 from transactional.models import (
     Base,
     BomItem,
@@ -49,7 +49,7 @@ from transactional.models import (
     RoutingOperation,
 )
 from transactional.plant import KeyedRows, LoadReport
-from transactional.plant_file import Code, Name, describe_validation_error
+from transactional.plant_file import Code, Name
 
 PG_INT_MAX = 2**31 - 1
 
@@ -150,21 +150,8 @@ class ProductsDefinition(_Entry):
 def read_products_file(path: Path) -> ProductsDefinition:
     """Parse and check `path` on its own; raises ProductsFileError listing every problem.
     References to the plant (materials, people, work-center types) are checked on loading."""
-    if path.suffix.lower() != ".toml":
-        raise ProductsFileError(path, [f"unknown file type {path.suffix!r}: use .toml"])
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ProductsFileError(path, [f"cannot read the file: {error.strerror}"]) from None
-    except UnicodeDecodeError as error:
-        raise ProductsFileError(path, [f"not UTF-8 text: {error.reason}"]) from None
-    except tomllib.TOMLDecodeError as error:
-        raise ProductsFileError(path, [f"TOML syntax: {error}"]) from None
-    try:
-        products = ProductsDefinition.model_validate(raw)
-    except ValidationError as error:
-        raise ProductsFileError(path, [describe_validation_error(raw, e, _label)
-                                          for e in error.errors()]) from None
+    products = read_toml(path, ProductsDefinition, ProductsFileError,
+                         functools.partial(describe_validation_error, label=_label))
     problems = check_products(products)
     if problems:
         raise ProductsFileError(path, problems)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from transactional.errors import IllegalTransition, NotFound, NotPermitted, RuleViolation
 from transactional.labor import in_class, person_by_badge
-from transactional.lookup import fresh_one
+from transactional.lookup import by_code
 from transactional.lots import set_status as set_lot_status
 from transactional.models import (
     Decision,
@@ -59,12 +59,7 @@ def _run(session: Session, run_id: int) -> OperationRun:
 
 
 def lot_by_code(session: Session, code: str) -> MaterialLot:
-    lot = session.scalars(select(MaterialLot).where(MaterialLot.code == code)
-                          .with_for_update(key_share=True)
-                          .execution_options(populate_existing=True)).one_or_none()
-    if lot is None:
-        raise NotFound(f"no material lot {code}")
-    return lot
+    return by_code(session, MaterialLot, code, what="material lot", lock=True)
 
 
 def _plan(session: Session, run: OperationRun, characteristic: str) -> InspectionPlan:
@@ -167,8 +162,7 @@ def hold_for_open_nonconformances(session: Session, run: OperationRun, lot: Mate
 
 
 def ncr_by_code(session: Session, code: str, *, lock: bool = False) -> Nonconformance:
-    return fresh_one(session, select(Nonconformance).where(Nonconformance.code == code),
-                     lock=lock, missing=f"no nonconformance {code}")
+    return by_code(session, Nonconformance, code, what="nonconformance", lock=lock)
 
 
 def _canonical(value: Any) -> Any:

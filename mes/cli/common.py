@@ -21,10 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from mes import migrate
 from mes.db import database_url, session_factory
-from mes.localdb import LocalCluster
-from mes.settings import get_settings
 from transactional.audit import acting
 from transactional.errors import MesError
 from transactional.labor import person_by_badge
@@ -92,21 +89,6 @@ def acting_session(badge: str) -> Iterator[tuple[Session, Person]]:
 def hidden(url: str) -> str:
     """The URL with its password masked, for printing."""
     return make_url(url).render_as_string(hide_password=True)
-
-
-def bring_up() -> str:
-    """Start the local cluster (unless MES_DATABASE_URL names a server) and migrate."""
-    settings = get_settings()
-    if settings.database_url is None:
-        cluster = LocalCluster.from_settings(settings)
-        typer.echo(f"starting the local PostgreSQL + TimescaleDB cluster in {cluster.home}")
-        cluster.up()
-    url = database_url(settings)
-    info = migrate.upgrade(url)
-    typer.echo(f"TimescaleDB {info.version}, {info.edition} edition"
-               + ("" if info.community else
-                  " (no compression or retention policies; `mes db retention` drops chunks)"))
-    return url
 
 
 def sample_plant() -> Path:

@@ -9,7 +9,7 @@ import typer
 
 from ingest.retention import drop_old_chunks, parse_age, schedule_retention
 from mes import migrate
-from mes.cli.common import bring_up, fail, hidden, user_errors
+from mes.cli.common import fail, hidden, user_errors
 from mes.db import database_url, engine
 from mes.localdb import LocalCluster
 from mes.settings import get_settings
@@ -17,6 +17,21 @@ from mes.status import contents
 from pipelines.instance import ensure_dagster_database
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+def bring_up() -> str:
+    """Start the local cluster (unless MES_DATABASE_URL names a server) and migrate."""
+    settings = get_settings()
+    if settings.database_url is None:
+        cluster = LocalCluster.from_settings(settings)
+        typer.echo(f"starting the local PostgreSQL + TimescaleDB cluster in {cluster.home}")
+        cluster.up()
+    url = database_url(settings)
+    info = migrate.upgrade(url)
+    typer.echo(f"TimescaleDB {info.version}, {info.edition} edition"
+               + ("" if info.community else
+                  " (no compression or retention policies; `mes db retention` drops chunks)"))
+    return url
 
 
 @app.command("up")

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from mes.cli.common import bring_up, sample_plant, transaction, user_errors
-from mes.cli.db import db_status
+from mes.cli.common import sample_plant, transaction, user_errors
+from mes.cli.db import bring_up, db_status
 from mes.cli.plant import load_plant_file
 from mes.db import database_url
 from mes.demo import live_demo

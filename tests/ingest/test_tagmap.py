@@ -469,7 +469,7 @@ REFUSALS: dict[str, Refusal] = {
         (("(file)", "nothing to collect"),)),
     "invalid TOML": Refusal(
         '[[opcua]]\nname = "line-opcua"\nendpoint = = "opc.tcp://plc.local:4840"\n',
-        (("not valid TOML", "line 3"),)),
+        (("TOML syntax", "line 3"),)),
     "poll_interval_ms too short": Refusal(
         modbus(TEMPERATURE).replace('host = "10.0.0.11"', 'host = "10.0.0.11"\n'
                                                           "poll_interval_ms = 5"),

@@ -40,6 +40,7 @@ def scratch_cluster() -> Iterator[LocalCluster]:
         shutil.rmtree(home)
 
 
+@pytest.mark.slow
 def test_cluster_up_is_idempotent_and_keeps_data_across_restarts(
         scratch_cluster: LocalCluster) -> None:
     scratch_cluster.up()
@@ -94,6 +95,7 @@ def test_db_status_reports_what_is_there(db_url: str) -> None:
     assert "***" in result.output and "@127.0.0.1" in result.output  # password hidden
 
 
+@pytest.mark.slow
 def test_demo_migrates_loads_the_sample_plant_and_shows_data_arriving(
         empty_db: str, tmp_path: Path) -> None:
     runner = CliRunner()
@@ -145,6 +147,7 @@ def test_migrate_command_refuses_without_the_extension(
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to the postgres user")
+@pytest.mark.slow
 def test_cluster_files_move_where_postgres_can_enter() -> None:
     """A clone under a folder the postgres user cannot enter (like /root) still gets a cluster."""
     private = Path(tempfile.mkdtemp(prefix="mes-private-", dir="/tmp"))

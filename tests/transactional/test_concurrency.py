@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -19,7 +18,6 @@ from tests.transactional.shop_floor import (
     SUPERVISOR,
     ShopFloor,
     acting_as,
-    build,
     set_order_status,
     sign_on_directly,
 )
@@ -30,11 +28,6 @@ from transactional.models import LaborSession, OperationRun, WorkOrder
 from transactional.orders import report, start_run, transition
 
 REPORTS_PER_THREAD = 100
-
-
-@pytest.fixture
-def floor(session: Session) -> ShopFloor:
-    return build(session)
 
 
 def in_threads(*work: Callable[[], None]) -> list[BaseException | None]:

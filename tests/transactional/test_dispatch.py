@@ -388,7 +388,7 @@ def test_nothing_starts_before_the_orders_planned_start(floor: Floor) -> None:
 
 
 def test_unknown_or_wrong_work_centers_are_refused(floor: Floor) -> None:
-    with pytest.raises(NotFound, match="unknown work center 'L9'"):
+    with pytest.raises(NotFound, match="no work center L9"):
         floor.plan("L9")
     with pytest.raises(NotFound, match="'PRESS-1' is a work unit, not a work center "
                                        r"\(line\); its line is L1"):
@@ -433,7 +433,7 @@ def test_dispatch_command_prints_the_table_and_json(floor: Floor, use_database: 
     assert "waiting for operation 10 STAMP (STAMPING): 0 of 10 done" in finishing.output
 
     for arguments, message in [
-            (["--work-center", "L9"], "unknown work center 'L9'"),
+            (["--work-center", "L9"], "no work center L9"),
             (["--work-center", "L1", "--at", "2026-12-01T06:00"], "has no time zone"),
             (["--work-center", "L1", "--at", "soon"], "is not an ISO 8601 time")]:
         refused = runner.invoke(app, ["dispatch", *arguments])

@@ -11,17 +11,11 @@ from tests.transactional.shop_floor import (
     SUPERVISOR,
     ShopFloor,
     acting_as,
-    build,
     person_id,
 )
 from transactional.documents import add_revision, release, served_revision
 from transactional.errors import IllegalTransition, NotFound, RuleViolation
 from transactional.models import AuditLog, DocumentRevision
-
-
-@pytest.fixture
-def floor(session: Session) -> ShopFloor:
-    return build(session)
 
 
 def statuses(session: Session, document_id: int) -> dict[int, str]:

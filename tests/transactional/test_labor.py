@@ -15,17 +15,11 @@ from tests.transactional.shop_floor import (
     SUPERVISOR,
     ShopFloor,
     acting_as,
-    build,
     person_id,
 )
 from transactional.errors import NotFound, NotPermitted, RuleViolation
 from transactional.labor import labor_hours, sign_off, sign_on
 from transactional.models import AuditLog, Equipment, LaborSession
-
-
-@pytest.fixture
-def floor(session: Session) -> ShopFloor:
-    return build(session)
 
 
 def open_sessions(session: Session) -> list[tuple[str, str]]:

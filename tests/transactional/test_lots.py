@@ -217,8 +217,8 @@ def test_receive_creates_a_lot_through_a_movement(plant: Session) -> None:
 
 @pytest.mark.parametrize(("code", "material", "quantity", "location", "message"), [
     ("COIL-1", "STEEL-COIL", 10, "RM-STORE", "lot COIL-1 exists already"),
-    ("COIL-2", "COPPER", 10, "RM-STORE", "material COPPER: no such material"),
-    ("COIL-2", "STEEL-COIL", 10, "ROOF", "storage location ROOF: no such location"),
+    ("COIL-2", "COPPER", 10, "RM-STORE", "no material COPPER"),
+    ("COIL-2", "STEEL-COIL", 10, "ROOF", "no storage location ROOF"),
     ("COIL-2", "STEEL-COIL", 0, "RM-STORE", "the quantity must be a positive number"),
     ("COIL-2", "STEEL-COIL", -5, "RM-STORE", "the quantity must be a positive number"),
 ])
@@ -233,7 +233,7 @@ def test_receive_refuses_bad_input(plant: Session, code: str, material: str, qua
 
 
 def test_an_unknown_badge_is_refused(plant: Session) -> None:
-    with pytest.raises(NotFound, match="badge 9999: no such person"):
+    with pytest.raises(NotFound, match="no person with badge 9999"):
         lots.person_by_badge(plant, "9999")
 
 
@@ -303,7 +303,7 @@ def test_merge_puts_whole_lots_together(plant: Session) -> None:
     ("COIL-HELD", "differ in status"),
     ("COIL-LINE", "differ in location"),
     ("COIL-1", "two or more different lots"),
-    ("COIL-9", "lot COIL-9: no such lot"),
+    ("COIL-9", "no material lot COIL-9"),
 ])
 def test_merge_refuses_lots_that_do_not_belong_together(plant: Session, second: str,
                                                         message: str) -> None:
@@ -697,7 +697,7 @@ def test_lot_commands(use_database: str) -> None:
     assert refused.exit_code == 1
     assert "lot COIL-1A cannot go from consumed to available" in refused.output
     unknown = runner.invoke(app, ["lot", "move", "COIL-M", "RM-STORE", "--by", "9999"])
-    assert unknown.exit_code == 1 and "badge 9999: no such person" in unknown.output
+    assert unknown.exit_code == 1 and "no person with badge 9999" in unknown.output
     bad = runner.invoke(app, ["lot", "split", "COIL-M", "--into", "X", "--by", "1001"])
     assert bad.exit_code != 0 and "CODE=QUANTITY" in bad.output
 

@@ -127,9 +127,9 @@ BAD_WINDOWS: list[tuple[str, dict[str, object], list[str]]] = [
     ("empty window", {**GOOD, "id": "PM-9", "ends_at": GOOD["starts_at"]},
      ["'PM-9'", "ends_at", "is not after starts_at"]),
     ("no time zone", {**GOOD, "id": "PM-9", "starts_at": "2026-12-01T06:00:00"},
-     ["'PM-9'", "starts_at", "has no time zone"]),
+     ["'PM-9'", "starts_at", "needs a date, a time and a time zone offset"]),
     ("not a timestamp", {**GOOD, "id": "PM-9", "ends_at": "tomorrow at ten"},
-     ["'PM-9'", "ends_at", "is not an ISO 8601 timestamp"]),
+     ["'PM-9'", "ends_at", "is not a date and time"]),
     ("duplicate id", {**GOOD, "machine": "PRESS-2"},
      ["'PM-1'", "id", "duplicate", "entry 1"]),
     ("missing field", {k: v for k, v in GOOD.items() if k != "machine"} | {"id": "PM-9"},
@@ -166,7 +166,8 @@ def test_a_bad_window_refuses_the_whole_file(plant: Session, tmp_path: Path, cas
     ("naive.csv", "id,machine,starts_at,ends_at,reason\n"
      "PM-1,PRESS-1,2026-12-01T06:00Z,2026-12-01T08:00Z,ok\n"
      "PM-2,PRESS-2,2026-12-01 06:00,2026-12-01T08:00Z,no zone\n",
-     "window 'PM-2' (row 3), starts_at: '2026-12-01 06:00' has no time zone"),
+     "window 'PM-2' (row 3), starts_at: '2026-12-01 06:00' needs a date, a time and a time "
+     "zone offset"),
     ("windows.xlsx", "", "give a .json or .csv file"),
 ])
 def test_unreadable_files_are_refused(plant: Session, tmp_path: Path, name: str,

@@ -25,7 +25,6 @@ from tests.transactional.shop_floor import (
     ShopFloor,
     acting_as,
     add_lot,
-    build,
     person_id,
     set_order_status,
     sign_on_directly,
@@ -61,11 +60,6 @@ from transactional.orders import (
     transition,
 )
 from transactional.quality import record_inspection
-
-
-@pytest.fixture
-def floor(session: Session) -> ShopFloor:
-    return build(session)
 
 
 def order(session: Session) -> WorkOrder:

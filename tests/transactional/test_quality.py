@@ -14,15 +14,10 @@ from tests.transactional.shop_floor import (
     HOLE,
     ORDER,
     QUALITY,
-    STAMPING,
     SUPERVISOR,
-    ShopFloor,
     acting_as,
     add_lot,
-    build,
     person_id,
-    set_order_status,
-    sign_on_directly,
 )
 from transactional.errors import IllegalTransition, NotFound, NotPermitted, RuleViolation
 from transactional.models import (
@@ -35,27 +30,12 @@ from transactional.models import (
     Nonconformance,
     WorkOrder,
 )
-from transactional.orders import start_run
 from transactional.quality import (
     describe_nonconformance,
     disposition,
     record_inspection,
     verify_signature,
 )
-
-
-@pytest.fixture
-def floor(session: Session) -> ShopFloor:
-    return build(session)
-
-
-@pytest.fixture
-def run_id(session: Session, floor: ShopFloor) -> int:
-    """Operation 10 of order 4711 running on PRESS-1, operator 1001."""
-    set_order_status(session, "released")
-    sign_on_directly(session, CERTIFIED, "PRESS-1")
-    with acting_as(session, CERTIFIED):
-        return start_run(session, ORDER, STAMPING, "PRESS-1", CERTIFIED).id
 
 
 def lot(session: Session, code: str) -> MaterialLot:

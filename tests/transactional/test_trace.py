@@ -147,7 +147,7 @@ def test_both_directions_and_a_lot_without_genealogy(history: Session) -> None:
     alone = trace(history, "COIL-9")
     assert alone.depth("backward") == alone.depth("forward") == 0
     assert list(alone.lots) == ["COIL-9"]
-    with pytest.raises(NotFound, match="lot NOPE: no such lot"):
+    with pytest.raises(NotFound, match="no material lot NOPE"):
         trace(history, "NOPE")
 
 
@@ -202,4 +202,4 @@ def test_trace_command(use_database: str) -> None:
     assert [i["within_spec"] for i in made["inspections"]] == [True, False]
 
     missing = runner.invoke(app, ["trace", "NOPE"])
-    assert missing.exit_code == 1 and "lot NOPE: no such lot" in missing.output
+    assert missing.exit_code == 1 and "no material lot NOPE" in missing.output

@@ -109,6 +109,7 @@ def test_subscription_sees_written_values_with_their_source_time(
     asyncio.run(asyncio.wait_for(scenario(), timeout=15))
 
 
+@pytest.mark.slow
 def test_opcua_restarts_on_the_same_port_while_modbus_goes_on(
         plant: PlantDefinition) -> None:
     async def scenario() -> None:
