@@ -16,8 +16,7 @@ from pipelines.schedules import refresh_schedule, retention_schedule
 def build_definitions(settings: Settings) -> dg.Definitions:
     partitions = daily_partitions(settings.pipeline_timezone, settings.pipeline_start_date)
     plant_day = build_plant_day(partitions)
-    derive_job = dg.define_asset_job("derive_day", selection=[plant_day],
-                                     partitions_def=partitions)
+    derive_job = dg.define_asset_job("derive_day", selection=[plant_day])
     return dg.Definitions(
         assets=[plant_day],
         jobs=[derive_job, raw_retention],
