@@ -1,6 +1,6 @@
 """SQLAlchemy Core tables of the derived schema (`derived`), written by the pipelines.
 
-The migration `sql/0005_derived.up.sql` defines them; these mirror it for the
+The migration `sql/0006_derived.up.sql` defines them; these mirror it for the
 model/database agreement test and for their names and column types. Rows are written with
 ADBC bulk ingest from Polars frames, not through these objects.
 """

@@ -22,6 +22,9 @@ from mes.db import engine, session_factory
 from mes.localdb import LocalCluster, create_database
 from mes.settings import Settings, get_settings
 
+# Fixtures several test packages share.
+pytest_plugins = ("tests.transactional.fixtures",)
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_PLANT = REPO / "mes" / "samples" / "plant.toml"
 

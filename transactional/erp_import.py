@@ -306,11 +306,17 @@ def _json_orders(name: str, content: bytes) -> list[RawOrder]:
 
 
 @functools.cache
-def operations_schedule_schema() -> etree.XMLSchema:
-    """The official B2MML V0700 OperationsSchedule schema, compiled once per process."""
+def b2mml_schema(file_name: str) -> etree.XMLSchema:
+    """One of the official B2MML V0700 schemas in `transactional/b2mml/`, compiled once per
+    process (about a second each)."""
     folder = resources.files("transactional") / "b2mml"
-    with resources.as_file(folder / SCHEMA_FILE) as schema_path:
+    with resources.as_file(folder / file_name) as schema_path:
         return etree.XMLSchema(etree.parse(str(schema_path)))
+
+
+def operations_schedule_schema() -> etree.XMLSchema:
+    """The official B2MML V0700 OperationsSchedule schema (orders from ERP)."""
+    return b2mml_schema(SCHEMA_FILE)
 
 
 def _xml_orders(name: str, content: bytes) -> list[RawOrder]:

@@ -391,6 +391,7 @@ class OperationRun(Base):
     __tablename__ = "operation_run"
     __table_args__ = (
         Index(None, "work_order_id"),
+        Index(None, "equipment_id", "started_at"),
         Index("uq_operation_run_one_running_per_machine", "equipment_id", unique=True,
               postgresql_where=text("status = 'running'")),
     )
@@ -421,7 +422,7 @@ class StorageLocation(Base):
 
 class MaterialLot(Base):
     __tablename__ = "material_lot"
-    __table_args__ = (Index(None, "material_id", "status"),)
+    __table_args__ = (Index(None, "material_id", "status"), Index(None, "produced_by_run_id"))
 
     id: Mapped[int] = _id()
     code: Mapped[str] = mapped_column(unique=True)
@@ -596,3 +597,110 @@ class AuditChain(Base):
     singleton: Mapped[bool] = mapped_column(primary_key=True, server_default=text("true"))
     last_id: Mapped[int | None] = mapped_column(BigInteger)
     last_hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# --- Exchange (migration 0005) ---------------------------------------------------------
+
+ExportChange = Literal["new", "change", "repeat"]
+WorkRequestCause = Literal["long_stop", "repeated_faults", "low_mtbf", "process_limit",
+                           "nonconformance"]
+WorkRequestStatus = Literal["open", "acknowledged", "in_progress", "closed", "cancelled"]
+ProcessEventKind = Literal["spc", "condition"]
+
+
+class ErpExport(Base):
+    """One export of actuals to ERP (a file or an outbox drop)."""
+
+    __tablename__ = "erp_export"
+
+    id: Mapped[int] = _id()
+    exported_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    target: Mapped[str]
+    since: Mapped[dt.datetime | None]
+    records: Mapped[int]
+
+
+class ErpExportRecord(Base):
+    """The actuals of one operation of one order as one export sent them."""
+
+    __tablename__ = "erp_export_record"
+    __table_args__ = (UniqueConstraint("export_id", "work_order_id", "operation_id"),
+                      Index(None, "work_order_id", "operation_id"))
+
+    id: Mapped[int] = _big_id()
+    export_id: Mapped[int] = mapped_column(ForeignKey("mes.erp_export.id"))
+    work_order_id: Mapped[int] = mapped_column(ForeignKey("mes.work_order.id"))
+    operation_id: Mapped[int] = mapped_column(ForeignKey("mes.routing_operation.id"))
+    order_version: Mapped[int]
+    digest: Mapped[str]
+    change: Mapped[ExportChange] = mapped_column(Text)
+    acknowledged_at: Mapped[dt.datetime | None]
+
+
+class WorkRequest(Base):
+    """A request to the maintenance system; one not closed per machine and cause."""
+
+    __tablename__ = "work_request"
+    __table_args__ = (Index("uq_work_request_one_open", "equipment_id", "cause", unique=True,
+                            postgresql_where=text("status NOT IN ('closed', 'cancelled')")),)
+
+    id: Mapped[int] = _id()
+    code: Mapped[str] = mapped_column(unique=True)
+    equipment_id: Mapped[int] = mapped_column(ForeignKey("mes.equipment.id"))
+    cause: Mapped[WorkRequestCause] = mapped_column(Text)
+    status: Mapped[WorkRequestStatus] = mapped_column(Text, server_default=text("'open'"))
+    priority: Mapped[int]
+    event_at: Mapped[dt.datetime]
+    opened_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    closed_at: Mapped[dt.datetime | None]
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    external_id: Mapped[str | None]
+    sent_at: Mapped[dt.datetime | None]
+    send_attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    last_error: Mapped[str | None]
+
+
+class RunSignalEnvelope(Base):
+    """Min, max, mean and time out of limits of one process value over one run."""
+
+    __tablename__ = "run_signal_envelope"
+    __table_args__ = (Index("ix_run_signal_envelope_exposed", "signal_id", "run_id",
+                            postgresql_where=text("samples_out_of_limits > 0")),)
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("mes.operation_run.id", ondelete="CASCADE"), primary_key=True)
+    signal_id: Mapped[int] = mapped_column(
+        ForeignKey("mes.signal.id", ondelete="CASCADE"), primary_key=True)
+    samples: Mapped[int]
+    min_value: Mapped[float | None]
+    max_value: Mapped[float | None]
+    mean_value: Mapped[float | None]
+    samples_out_of_limits: Mapped[int]
+    seconds_out_of_limits: Mapped[float]
+    bad_quality_seconds: Mapped[float]
+    low_limit: Mapped[float | None]
+    high_limit: Mapped[float | None]
+    computed_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+
+
+class ProcessEvent(Base):
+    """An SPC rule violation or a condition-monitoring event, with its production context."""
+
+    __tablename__ = "process_event"
+    __table_args__ = (UniqueConstraint("kind", "subject", "rule", "at"), Index(None, "at"))
+
+    id: Mapped[int] = _big_id()
+    kind: Mapped[ProcessEventKind] = mapped_column(Text)
+    subject: Mapped[str]
+    signal_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mes.signal.id", ondelete="CASCADE"))
+    inspection_plan_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mes.inspection_plan.id", ondelete="CASCADE"))
+    rule: Mapped[str]
+    at: Mapped[dt.datetime]
+    value: Mapped[float | None]
+    detail: Mapped[str]
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("mes.operation_run.id"))
+    work_order_id: Mapped[int | None] = mapped_column(ForeignKey("mes.work_order.id"))
+    lot_id: Mapped[int | None] = mapped_column(ForeignKey("mes.material_lot.id"))
+    detected_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)

@@ -23,6 +23,7 @@ from transactional.errors import (
     NotPermitted,
     RuleViolation,
 )
+from transactional.exposure import record_envelopes
 from transactional.labor import is_signed_on, machine_by_code, person_by_badge
 from transactional.lookup import by_code, fresh_one
 from transactional.lots import output_material_id, produce
@@ -277,6 +278,8 @@ def complete_run(session: Session, run_id: int, by_badge: str,
     run.ended_at = ended_at
     run.version += 1
     session.flush()
+    # The run's process values, summarised now that its span is final.
+    record_envelopes(session, [run.id])
     return run
 
 

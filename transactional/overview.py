@@ -142,3 +142,9 @@ def nonconformances(session: Session, *, open_only: bool = False) -> list[Noncon
     if open_only:
         query = query.where(Nonconformance.status == "open")
     return [NonconformanceLine(*row) for row in session.execute(query)]
+
+
+def work_centers(session: Session) -> list[str]:
+    """The codes of the plant's work centers (lines), in order."""
+    return list(session.scalars(select(Equipment.code).where(Equipment.level == "work_center")
+                                .order_by(Equipment.code)))

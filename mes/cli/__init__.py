@@ -35,7 +35,7 @@ COMMANDS: tuple[Entry, ...] = (
     Entry("products", "mes.cli.plant:products_app",
           "Products: routings, bills of materials, inspections, certifications, work "
           "instructions."),
-    Entry("erp", "mes.cli.erp:app", "The exchange with ERP: orders in."),
+    Entry("erp", "mes.cli.erp:app", "The exchange with ERP: orders in, actuals out."),
     Entry("maintenance", "mes.cli.maintenance:app",
           "Maintenance windows from the CMMS; dispatching honours them."),
     Entry("dispatch", "mes.cli.work:dispatch_app",
@@ -57,6 +57,8 @@ COMMANDS: tuple[Entry, ...] = (
     Entry("trace", "mes.cli.lots:trace_app",
           "A lot's whole genealogy, with the machine, operator, order and inspections of "
           "each run on the way (both directions unless one is asked for).", group=False),
+    Entry("spc", "mes.cli.spc:app",
+          "Control charts and capability for inspection characteristics and process values."),
     Entry("audit", "mes.cli.audit:app",
           "The audit log of changes to orders, runs, lots, quality records and documents."),
     Entry("collect", "mes.cli.collect:collect_app",
@@ -76,6 +78,9 @@ COMMANDS: tuple[Entry, ...] = (
           "Stops: list them, give one its reason (the KPIs follow)."),
     Entry("pipelines", "mes.cli.pipelines:pipelines_app",
           "The Dagster pipelines: the environment `dagster dev` needs."),
+    Entry("dashboards", "mes.cli.dashboards:app",
+          "Serve the dashboards: supervisor board, analysts' pages, operator station.",
+          group=False),
     Entry("bench", "mes.cli.bench:app",
           "Benchmarks: each figure beside its baseline or target."),
 )

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from bench.exposure import render_exposure_bench, run_exposure_bench
 from bench.ingest import render, run_ingest_bench, sizes_for
 from bench.trace import render_trace_bench, run_trace_bench
 from mes.cli.common import user_errors
@@ -58,6 +59,26 @@ def bench_trace(
     drops the database."""
     results = run_trace_bench(lots, traces, seed, _progress)
     typer.echo(json.dumps(results) if as_json else render_trace_bench(results))
+
+
+@app.command("exposure")
+@user_errors
+def bench_exposure(
+    days: Annotated[int, typer.Option(min=1, help="days of 1 Hz samples")] = 30,
+    runs: Annotated[int, typer.Option(min=10, help="runs, back to back, each making a lot")
+                    ] = 50_000,
+    excursions: Annotated[int, typer.Option(
+        min=0, help="spells above the high limit, 5-120 s each")] = 200,
+    seed: Annotated[int, typer.Option(help="the same seed places the same excursions")] = 0,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="all figures as one JSON object on stdout")] = False,
+) -> None:
+    """Time "which lots were made while S was out of limits" over a month of 1 Hz samples
+    and 50,000 runs, beside a naive join of every sample to the runs.
+
+    Builds the history in a scratch database on the local cluster and drops it."""
+    results = run_exposure_bench(days, runs, excursions, seed, _progress)
+    typer.echo(json.dumps(results) if as_json else render_exposure_bench(results))
 
 
 @app.command("oee")

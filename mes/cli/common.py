@@ -8,6 +8,7 @@ programming errors keep their traceback.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +39,20 @@ def fail(message: str) -> typer.Exit:
     """Print `message` as an error; raise the result to end the command with exit code 1."""
     typer.secho(message, fg=typer.colors.RED, err=True)
     return typer.Exit(code=1)
+
+
+def moment(option: str, value: str | None) -> dt.datetime | None:
+    """The ISO 8601 time with a time zone given to `option`, or None when not given."""
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(f"{option}: {value!r} is not an ISO 8601 time like "
+                   "2026-12-01T06:00+01:00") from None
+    if parsed.tzinfo is None:
+        raise fail(f"{option}: {value!r} has no time zone; add one, e.g. +01:00 or Z")
+    return parsed
 
 
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:

@@ -1,4 +1,4 @@
-"""`mes erp`: the exchange with ERP (production orders in)."""
+"""`mes erp`: the exchange with ERP (production orders in, actuals out)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from mes.cli.common import transaction, user_errors
+from mes.cli.common import fail, moment, transaction, user_errors
+from transactional.erp_export import acknowledge, export_actuals, read_ack_file
 from transactional.erp_import import import_orders
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -27,3 +28,33 @@ def erp_import(
     for label, codes in (("created", report.created), ("updated", report.updated)):
         if codes:
             typer.echo(f"  {label}: {', '.join(codes)}")
+
+
+@app.command("export")
+@user_errors
+def erp_export(
+    out: Annotated[Path | None, typer.Option(
+        help="the B2MML file (.xml); the .csv and .parquet are written beside it")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="only operations with activity since this time (ISO 8601 with a zone)")] = None,
+    all_records: Annotated[bool, typer.Option(
+        "--all", help="also records already sent unchanged (as 'repeat')")] = False,
+    ack: Annotated[Path | None, typer.Option(
+        help="ERP's confirmations (.csv with order_id, operation, digest, or .json) to mark "
+             "as acknowledged")] = None,
+) -> None:
+    """Export production actuals to ERP (B2MML OperationsPerformance, CSV, Parquet):
+    only what ERP has not received yet, corrections as changes; or mark what ERP confirmed."""
+    if out is None and ack is None:
+        raise fail("give --out FILE.xml to export, or --ack FILE to mark confirmations")
+    if ack is not None:
+        acks = read_ack_file(ack)
+        with transaction() as session:
+            report = acknowledge(session, acks)
+        typer.echo(f"{ack}: {report.summary()}")
+    if out is not None:
+        with transaction() as session:
+            export, paths = export_actuals(session, out, moment("--since", since), all_records)
+        typer.echo(export.summary())
+        for path in paths:
+            typer.echo(f"  wrote {path}")

@@ -7,10 +7,14 @@ from typing import Annotated
 
 import typer
 
-from mes.cli.common import By, acting_session, transaction, user_errors
+from mes.cli.common import By, acting_session, fail, moment, transaction, user_errors
 from mes.cli.common import session as opened_session
 from transactional import lots
+from transactional.audit import acting
+from transactional.exposure import exposed_lots
+from transactional.exposure import render as render_exposure
 from transactional.genealogy import DIRECTIONS, Direction, render, trace
+from transactional.labor import person_by_badge
 
 lot_app = typer.Typer(no_args_is_help=True, add_completion=False)
 trace_app = typer.Typer(add_completion=False)
@@ -112,6 +116,34 @@ def lot_status(
     with acting_session(by) as (session, person):
         lot = lots.set_status(session, code, status, person.id)
         typer.echo(lots.describe(session, lot))
+
+
+@lot_app.command("exposed")
+@user_errors
+def lot_exposed(
+    signal: Annotated[str, typer.Option(help="a process value's code, e.g. PRESS-1.temperature")],
+    since: Annotated[str | None, typer.Option(
+        "--from", help="from this time (ISO 8601 with a zone; default: all history)")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--to", help="up to this time (default: now)")] = None,
+    hold: Annotated[bool, typer.Option(
+        "--hold", help="put the lots still available on hold (needs --by)")] = False,
+    by: Annotated[str | None, typer.Option(
+        "--by", metavar="BADGE", help="badge of the person holding the lots")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Every lot made while a process value was out of its limits, and every lot made from
+    one of them since (the reverse of a trace); optionally put them on hold."""
+    start, end = moment("--from", since), moment("--to", until)
+    if hold and by is None:
+        raise fail("--hold needs --by BADGE: holding lots is recorded under a person")
+    with transaction() as session:
+        hold_by = None
+        if hold and by is not None:
+            hold_by = person_by_badge(session, by).id
+            acting(session, by)
+        found = exposed_lots(session, signal, start, end, hold_by)
+    typer.echo(json.dumps(found.to_json(), indent=1) if as_json else render_exposure(found))
 
 
 @trace_app.command("trace")

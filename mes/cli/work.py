@@ -4,7 +4,6 @@ labor and work instructions (`mes dispatch`, `order`, `run`, `inspect`, `ncr`, `
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
-from mes.cli.common import By, acting_session, fail, session, user_errors
+from mes.cli.common import By, acting_session, fail, moment, session, user_errors
 from transactional import documents, orders, quality
 from transactional.dispatch import dispatch_list, render
 from transactional.labor import labor_hours, sign_off, sign_on
@@ -42,15 +41,7 @@ def dispatch(
     as_json: Annotated[bool, typer.Option("--json", help="the list as JSON")] = False,
 ) -> None:
     """What to run next on a line's machines, in order, and what waits and why."""
-    start: dt.datetime | None = None
-    if at is not None:
-        try:
-            start = dt.datetime.fromisoformat(at)
-        except ValueError:
-            raise fail(f"--at: {at!r} is not an ISO 8601 time like "
-                       "2026-12-01T06:00+01:00") from None
-        if start.tzinfo is None:
-            raise fail(f"--at: {at!r} has no time zone; add one, e.g. +01:00 or Z")
+    start = moment("--at", at)
     with session() as opened:
         plan = dispatch_list(opened, work_center, start)
     typer.echo(json.dumps(plan.as_json(), indent=1) if as_json else render(plan))

@@ -1,4 +1,4 @@
--- 0005 derived: what the pipelines derive from the hypertables and the plant model, and the
+-- 0006 derived: what the pipelines derive from the hypertables and the plant model, and the
 -- two plant-model tables they need besides (fault code -> downtime reason, and the
 -- operators' own classification of a stop).
 --

@@ -1,4 +1,5 @@
-"""Fixtures shared by the transactional tests."""
+"""Shop-floor fixtures for every test package: the floor of `shop_floor.py` and a running run
+(registered in `tests/conftest.py`)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,21 @@
+"""Open MES in the browser: the navigation; each page is a file in `app_pages/`."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+st.set_page_config(page_title="Open MES", page_icon=":material/factory:", layout="wide")
+
+PAGES = {
+    "Shop floor": [
+        st.Page("app_pages/orders.py", title="Orders", icon=":material/assignment:",
+                default=True),
+    ],
+    "Analysis": [
+        st.Page("app_pages/quality.py", title="Quality", icon=":material/verified:"),
+        st.Page("app_pages/genealogy.py", title="Genealogy and recall",
+                icon=":material/account_tree:"),
+    ],
+}
+
+st.navigation(PAGES).run()

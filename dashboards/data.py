@@ -1,0 +1,68 @@
+"""What the pages read: the services of `transactional` (and `pipelines`), each behind a
+short cache so that many screens refreshing together cost the database little.
+
+Every function opens its own read-only session on the configured database (`MES_` settings,
+as the `mes` command uses them) and returns plain records that pickle, as st.cache_data needs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+from sqlalchemy.orm import Session
+
+from mes.db import database_url, session_factory
+from transactional import genealogy, overview
+from transactional.dispatch import DispatchList, dispatch_list
+
+# Seconds a result may be reused: screens refresh every few seconds, and orders, holds and
+# nonconformances change at human speed.
+SHORT = 5
+LONG = 60
+
+
+@contextmanager
+def _reading() -> Iterator[Session]:
+    with session_factory(database_url())() as session, session.begin():
+        yield session
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def order_progress(include_finished: bool = False) -> list[overview.OrderProgress]:
+    with _reading() as session:
+        return overview.order_progress(session, include_finished=include_finished)
+
+
+@st.cache_data(ttl=LONG, show_spinner=False)
+def work_centers() -> list[str]:
+    with _reading() as session:
+        return overview.work_centers(session)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def dispatch(work_center: str, at: dt.datetime | None = None) -> DispatchList:
+    """What to run next on a line's machines (`mes dispatch`)."""
+    with _reading() as session:
+        return dispatch_list(session, work_center, at)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def held_lots() -> list[overview.HeldLot]:
+    with _reading() as session:
+        return overview.held_lots(session)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def nonconformances(open_only: bool) -> list[overview.NonconformanceLine]:
+    with _reading() as session:
+        return overview.nonconformances(session, open_only=open_only)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def trace(lot_code: str) -> genealogy.Trace:
+    """A lot's genealogy both ways (`mes trace`)."""
+    with _reading() as session:
+        return genealogy.trace(session, lot_code, genealogy.DIRECTIONS)
