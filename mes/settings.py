@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     flush_rows: int = Field(default=100_000, ge=1,
                             description="The writer flushes once this many rows wait.")
 
+    pipeline_timezone: str = Field(
+        default="Europe/Berlin",
+        description="Time zone of the pipelines' day partitions and schedules (each "
+                    "machine's day is still the local day of its own shift calendar).")
+    pipeline_start_date: str = Field(default="2026-01-01",
+                                     description="The first day partition of the pipelines.")
+    micro_stop_seconds: float = Field(
+        default=120.0, ge=0,
+        description="Unplanned stops shorter than this are micro-stops: listed, but not "
+                    "failures for MTBF and MTTR.")
+    retention: str = Field(default="90d",
+                           description="How long raw hypertable chunks are kept by the "
+                                       "pipelines' retention schedule (90d, 12w, ...).")
+
     @property
     def collect_path(self) -> Path:
         return self.collect_dir if self.collect_dir is not None else self.home / "collect"

@@ -547,6 +547,32 @@ class MaintenanceWindow(Base):
     reason: Mapped[str | None]
 
 
+class FaultCodeReason(Base):
+    """What a machine's fault code means, per state model (the plant file's `fault_codes`)."""
+
+    __tablename__ = "fault_code_reason"
+
+    state_model_id: Mapped[int] = mapped_column(
+        ForeignKey("mes.state_model.id", ondelete="CASCADE"), primary_key=True)
+    fault_code: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    downtime_reason_id: Mapped[int] = mapped_column(ForeignKey("mes.downtime_reason.id"))
+
+
+class DowntimeClassification(Base):
+    """An operator's reason for a stop: the machine and the moment the stop began."""
+
+    __tablename__ = "downtime_classification"
+    __table_args__ = (UniqueConstraint("equipment_id", "started_at"),)
+
+    id: Mapped[int] = _id()
+    equipment_id: Mapped[int] = mapped_column(ForeignKey("mes.equipment.id"))
+    started_at: Mapped[dt.datetime]
+    downtime_reason_id: Mapped[int] = mapped_column(ForeignKey("mes.downtime_reason.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("mes.person.id"))
+    classified_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    note: Mapped[str | None]
+
+
 class AuditLog(Base):
     """Append-only, written by a trigger on the audited tables; see `mes audit verify`."""
 

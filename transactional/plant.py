@@ -23,6 +23,7 @@ from transactional.models import (
     Base,
     DowntimeReason,
     Equipment,
+    FaultCodeReason,
     IdealCycleTime,
     MaterialDefinition,
     Person,
@@ -159,7 +160,7 @@ class _Loader:
     def load(self, plant: PlantDefinition) -> None:
         reasons = self._downtime_reasons(plant)
         calendars = self._calendars(plant, reasons)
-        state_models = self._state_models(plant)
+        state_models = self._state_models(plant, reasons)
         materials = self._materials(plant)
         self._personnel(plant)
         self._equipment(plant, calendars, state_models, materials)
@@ -213,9 +214,10 @@ class _Loader:
         stops.delete_unseen(lambda p: p.shift_calendar_id in loaded)
         return ids
 
-    def _state_models(self, plant: PlantDefinition) -> dict[str, int]:
+    def _state_models(self, plant: PlantDefinition, reasons: dict[str, int]) -> dict[str, int]:
         models = self.table(StateModel, lambda m: m.code)
         states = self.table(StateModelState, lambda s: (s.state_model_id, s.state_code))
+        faults = self.table(FaultCodeReason, lambda f: (f.state_model_id, f.fault_code))
         ids: dict[str, int] = {}
         for model in plant.state_models:
             row = models.put(code=model.code, name=model.name)
@@ -224,8 +226,13 @@ class _Loader:
             for state in model.states:
                 states.put(state_model_id=row.id, state_code=state.code, name=state.name,
                            category=state.category)
+            for fault in model.fault_codes:
+                for code in fault.codes:
+                    faults.put(state_model_id=row.id, fault_code=code,
+                               downtime_reason_id=reasons[fault.reason])
         loaded = set(ids.values())
         states.delete_unseen(lambda s: s.state_model_id in loaded)
+        faults.delete_unseen(lambda f: f.state_model_id in loaded)
         return ids
 
     def _materials(self, plant: PlantDefinition) -> dict[str, int]:

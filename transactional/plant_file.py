@@ -122,10 +122,18 @@ class StateDef(_Entry):
     category: StateCategory
 
 
+class FaultCodesDef(_Entry):
+    """Machine fault codes (the state's reason code) that mean one downtime reason."""
+
+    codes: Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(min_length=1)]
+    reason: Code
+
+
 class StateModelDef(_Entry):
     code: Code
     name: Name
     states: Annotated[list[StateDef], Field(min_length=1)]
+    fault_codes: list[FaultCodesDef] = []
 
     @field_validator("states")
     @classmethod
@@ -329,8 +337,14 @@ def check_references(plant: PlantDefinition) -> list[str]:
     problems += _check_reason_tree(plant.downtime_reasons)
 
     for i, model in enumerate(plant.state_models):
-        problems += _duplicates(f"state_models[{i}] ({model.code}).states",
-                                (str(s.code) for s in model.states))
+        where = f"state_models[{i}] ({model.code})"
+        problems += _duplicates(f"{where}.states", (str(s.code) for s in model.states))
+        problems += _duplicates(f"{where}.fault_codes",
+                                (str(c) for f in model.fault_codes for c in f.codes),
+                                "fault code")
+        for k, faults in enumerate(model.fault_codes):
+            problems += _unknown(f"{where}.fault_codes[{k}]", "reason", faults.reason, reasons,
+                                 "downtime reason")
     for i, person in enumerate(plant.personnel):
         for cls in person.classes:
             problems += _unknown(f"personnel[{i}] ({person.badge})", "classes", cls, classes,

@@ -70,6 +70,16 @@ COMMANDS: tuple[Entry, ...] = (
     Entry("demo", "mes.cli.demo:app",
           "Set up the database, load the sample plant, run the line simulator and both "
           "collectors for a few seconds, and show what arrived.", group=False),
+    Entry("derive", "mes.cli.pipelines:derive_app",
+          "Derive machine time, downtime events, KPIs and count reconciliation for each "
+          "day, in this process, with the Dagster definitions the UI shows.", group=False),
+    Entry("kpi", "mes.cli.pipelines:kpi_app",
+          "A machine's ISO 22400-2 KPIs per hour, shift or day, from the derived tables.",
+          group=False),
+    Entry("downtime", "mes.cli.pipelines:downtime_app",
+          "Stops: list them, give one its reason (the KPIs follow)."),
+    Entry("pipelines", "mes.cli.pipelines:pipelines_app",
+          "The Dagster pipelines: the environment `dagster dev` needs."),
     Entry("dashboards", "mes.cli.dashboards:app",
           "Serve the dashboards: supervisor board, analysts' pages, operator station.",
           group=False),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import psycopg
 import typer
 
 from ingest.retention import drop_old_chunks, parse_age, schedule_retention
@@ -13,6 +14,7 @@ from mes.db import database_url, engine
 from mes.localdb import LocalCluster
 from mes.settings import get_settings
 from mes.status import contents
+from pipelines.instance import ensure_dagster_database
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -47,6 +49,13 @@ def db_up() -> None:
     """Provision and start the local database (or use MES_DATABASE_URL), then migrate it."""
     url = bring_up()
     typer.echo(f"database ready: {hidden(url)}")
+    try:
+        dagster = ensure_dagster_database(url)
+    except psycopg.Error as error:
+        typer.echo(f"no database for Dagster's runs and events ({error}); create one and "
+                   "point dagster_home/dagster.yaml at it", err=True)
+    else:
+        typer.echo(f"Dagster storage: {hidden(dagster)} (`mes pipelines env`)")
 
 
 @app.command("down")

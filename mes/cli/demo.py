@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+from collections.abc import Sequence
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -15,7 +18,7 @@ from mes.demo import live_demo
 from mes.settings import get_settings
 from transactional.erp_import import import_orders
 from transactional.maintenance import import_window_file
-from transactional.plant_file import read_plant_file
+from transactional.plant_file import MachineDef, read_plant_file
 from transactional.products import load_products, read_products_file
 
 app = typer.Typer(add_completion=False)
@@ -54,6 +57,7 @@ def demo(
         asyncio.run(live_demo(read_plant_file(path), database_url(get_settings()),
                               get_settings().collect_path / "demo", seconds, typer.echo,
                               role=get_settings().collect_role))
+        _demo_kpis(read_plant_file(path).machines)
     typer.echo(
         "\nWhere to look next:\n"
         f"  psql '{hidden(url)}'{password_hint()}\n"
@@ -67,3 +71,33 @@ def demo(
         "  .venv/bin/mes db status | .venv/bin/mes db retention --older-than 90d --dry-run\n"
         "  .venv/bin/mes db down   (stops the local database)"
     )
+
+
+def _demo_kpis(machines: Sequence[MachineDef]) -> None:
+    """Derive today's partition from what was just collected and show each machine's day."""
+    from mes.cli.pipelines import kpi_table
+    from pipelines.materialize import derive_days
+
+    zone = ZoneInfo(get_settings().pipeline_timezone)
+    today = dt.datetime.now(zone).date()
+    [result] = derive_days(database_url(get_settings()), today, today)
+    typer.echo(f"\nderived {today}: " + ", ".join(f"{n} {asset}" for asset, n in
+                                                 result.rows.items())
+               + ("" if not result.failed_checks else
+                  "; checks failed: " + ", ".join(result.failed_checks)))
+    typer.echo("today's KPIs (ISO 22400-2; time before the demo collected is unknown, so "
+               "availability is low):")
+    typer.echo(f"{'machine':<10} {'busy h':>7} {'run s':>7} {'made':>6} {'good':>6} "
+               f"{'A':>7} {'P':>7} {'Q':>7} {'OEE':>7}")
+
+    def pct(value: object) -> str:
+        return "-" if not isinstance(value, float) else f"{value * 100:.1f}%"
+
+    tomorrow = (today + dt.timedelta(days=1)).isoformat()
+    for machine in machines:
+        for row in kpi_table(machine.code, today.isoformat(), tomorrow, "day"):
+            typer.echo(f"{machine.code:<10} {row['planned_busy_seconds'] / 3600:>7.2f} "
+                       f"{row['actual_production_seconds']:>7.0f} "
+                       f"{row['produced_quantity']:>6} {row['good_quantity']:>6} "
+                       f"{pct(row['availability']):>7} {pct(row['performance']):>7} "
+                       f"{pct(row['quality']):>7} {pct(row['oee']):>7}")

@@ -129,8 +129,13 @@ def test_demo_migrates_loads_the_sample_plant_and_shows_data_arriving(
         orders = conn.execute(text("SELECT code, status FROM mes.work_order ORDER BY code"))
         assert orders.all() == [("4711", "created"), ("4712", "created"), ("4713", "created")]
     assert opcua >= 4 and modbus >= 4
-    table = result.output[result.output.index("machine    state now"):]
+    table = result.output[result.output.index("machine    state now"):
+                          result.output.index("\nderived ")]
     assert len([line for line in table.splitlines() if line.startswith(("PRESS", "PACK"))]) == 3
+    # Then today's partition is derived from what arrived, and each machine's day shown.
+    kpis = result.output[result.output.index("today's KPIs"):]
+    assert "machine_time" in result.output[result.output.index("\nderived "):]
+    assert len([line for line in kpis.splitlines() if line.startswith(("PRESS", "PACK"))]) == 3
 
     again = runner.invoke(app, ["demo", "--seconds", "0"], env=env)
     assert "0 created, 0 updated, 3 unchanged" in again.output

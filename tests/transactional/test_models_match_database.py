@@ -10,6 +10,7 @@ from sqlalchemy import Column, Integer, MetaData, Table
 
 from ingest.schema import metadata as timeseries_metadata
 from mes.db import engine
+from pipelines.tables import metadata as derived_metadata
 from transactional.models import Base
 
 
@@ -51,3 +52,16 @@ def test_a_drifted_model_is_detected(db_url: str) -> None:
 
     assert [d[0] for d in differences] == ["add_column"]
     assert differences[0][3].name == "serial_number"
+
+
+def test_derived_tables_match_the_migrations(db_url: str) -> None:
+    assert _differences(db_url, derived_metadata) == []
+
+
+def test_a_drifted_derived_table_is_detected(db_url: str) -> None:
+    drifted = MetaData(schema="derived")
+    for table in derived_metadata.tables.values():
+        table.to_metadata(drifted)
+    Table("kpi", drifted, Column("teep", Integer), extend_existing=True)
+
+    assert [d[0] for d in _differences(db_url, drifted)] == ["add_column"]

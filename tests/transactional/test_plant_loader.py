@@ -19,7 +19,8 @@ from transactional.plant_file import PlantFileError, read_plant_file
 
 MES_TABLES = ("shift_calendar", "downtime_reason", "shift", "shift_break", "state_model",
               "state_model_state", "equipment", "material_definition", "ideal_cycle_time",
-              "signal", "planned_stop", "person", "personnel_class", "person_class_membership")
+              "signal", "planned_stop", "person", "personnel_class", "person_class_membership",
+              "fault_code_reason")
 
 
 def snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
@@ -72,6 +73,33 @@ def test_sample_plant_loads_with_its_hierarchy(db_url: str) -> None:
             "SELECT s.state_code FROM mes.state_model_state s WHERE category = 'running'"
         )).scalars().all()
         assert running == [1]
+
+
+def test_fault_codes_load_per_state_model_and_follow_the_file(
+        db_url: str, tmp_path: Path) -> None:
+    query = text("SELECT f.fault_code, r.code FROM mes.fault_code_reason f "
+                 "JOIN mes.downtime_reason r ON r.id = f.downtime_reason_id "
+                 "JOIN mes.state_model m ON m.id = f.state_model_id "
+                 "WHERE m.code = 'STD' ORDER BY f.fault_code")
+    report = load(db_url, SAMPLE_PLANT)
+
+    assert report.created["fault_code_reason"] == 20
+    with engine(db_url).connect() as conn:
+        mapping: dict[int, str] = {code: reason for code, reason in conn.execute(query)}
+    assert mapping[1] == "BREAKDOWN-MECH" and mapping[9] == "BREAKDOWN-ELEC"
+    assert mapping[20] == "MATERIAL"
+
+    changed = tmp_path / "plant.toml"
+    changed.write_text(SAMPLE_PLANT.read_text().replace(
+        "{ codes = [15, 16, 17, 18, 19, 20], reason = \"MATERIAL\" }",
+        "{ codes = [15, 16], reason = \"BREAKDOWN-MECH\" }"))
+    report = load(db_url, changed)
+
+    assert report.updated == {"fault_code_reason": 2}
+    assert report.deleted == {"fault_code_reason": 4}
+    with engine(db_url).connect() as conn:
+        mapping = {code: reason for code, reason in conn.execute(query)}
+    assert mapping[15] == "BREAKDOWN-MECH" and 17 not in mapping
 
 
 def test_loading_twice_changes_nothing(db_url: str) -> None:
@@ -194,6 +222,12 @@ BAD_FILES = {
     "state code beyond what a PLC register holds": (
         _edit('{ code = 5, name = "Fault"', '{ code = 5000000000, name = "Fault"'),
         "states[5].code: Input should be less than or equal to 2147483647"),
+    "fault code mapped to an unknown reason": (
+        _edit('reason = "BREAKDOWN-ELEC" }', 'reason = "ELECTRICS" }'),
+        "fault_codes[1].reason: unknown downtime reason 'ELECTRICS'"),
+    "fault code mapped twice": (
+        _edit("codes = [9, 10,", "codes = [8, 10,"),
+        "state_models[0] (STD).fault_codes: duplicate fault code '8'"),
     "TOML syntax error": (
         _edit('name = "Acme Components"', 'name = "Acme Components'),
         "TOML syntax: "),
