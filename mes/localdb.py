@@ -239,7 +239,7 @@ class LocalCluster:
 
     def _write_config(self) -> None:
         conf = self.data_dir / "mes.conf"
-        conf.write_text(
+        content = (
             "# Written by `mes db up`; edit settings through MES_ variables instead.\n"
             "listen_addresses = '127.0.0.1'\n"
             f"port = {self.port}\n"
@@ -248,7 +248,15 @@ class LocalCluster:
             "timescaledb.telemetry_level = off\n"
             "max_connections = 200\n"
         )
-        self._own(conf)
+        if conf.is_file() and conf.read_text() == content:
+            return
+        # Written whole and renamed into place: another process starting at the same moment
+        # (parallel test workers) reads the old file or the new one, never an empty one, and
+        # so never takes the cluster's port for a free one.
+        written = conf.with_name(f"mes.conf.{os.getpid()}")
+        written.write_text(content)
+        self._own(written)
+        os.replace(written, conf)
         main_conf = self.data_dir / "postgresql.conf"
         text = main_conf.read_text()
         if "include_if_exists = 'mes.conf'" not in text:
