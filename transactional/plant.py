@@ -36,6 +36,7 @@ from transactional.models import (
     StateModel,
     StateModelState,
 )
+from transactional.permissions import Action, require
 from transactional.plant_file import (
     PlantDefinition,
     PlantFileError,
@@ -116,8 +117,10 @@ def load_plant(session: Session, plant: PlantDefinition, source: str = "plant fi
     """Create or update everything `plant` defines; returns what changed.
 
     Raises PlantFileError (naming `source`) when the file clashes with what the database
-    already holds; the caller's transaction must then be rolled back.
+    already holds; the caller's transaction must then be rolled back. The acting person
+    needs CHANGE_PLANT: people, classes and memberships are audited.
     """
+    require(session, Action.CHANGE_PLANT)
     problems = _signal_clashes(session, plant)
     if problems:
         raise PlantFileError(source, problems)

@@ -30,6 +30,12 @@ class Entry:
 
 COMMANDS: tuple[Entry, ...] = (
     Entry("db", "mes.cli.db:app", "The database: local cluster, migrations, retention."),
+    Entry("login", "mes.cli.identity:login_app",
+          "Log in at this terminal; the commands that act use the session.", group=False),
+    Entry("logout", "mes.cli.identity:logout_app", "End the session at this terminal.",
+          group=False),
+    Entry("user", "mes.cli.identity:user_app",
+          "People's accounts: passwords, PINs, roles, lock-outs."),
     Entry("plant", "mes.cli.plant:plant_app",
           "The plant model: equipment, signals, shifts, reasons."),
     Entry("products", "mes.cli.plant:products_app",
@@ -44,11 +50,12 @@ COMMANDS: tuple[Entry, ...] = (
     Entry("order", "mes.cli.work:order_app",
           "Work orders: release, hold, resume, complete, close, cancel."),
     Entry("run", "mes.cli.work:run_app",
-          "Operation runs: start, report quantities, complete, show."),
+          "Operation runs: start, report quantities, correct, abort, complete, show."),
     Entry("inspect", "mes.cli.work:inspect_app",
           "Record a measured sample; out of spec, the lot goes on hold and an NCR opens.",
           group=False),
-    Entry("ncr", "mes.cli.work:ncr_app", "Nonconformances: signed dispositions."),
+    Entry("ncr", "mes.cli.work:ncr_app",
+          "Nonconformances: signed dispositions, their manifest, verification."),
     Entry("labor", "mes.cli.work:labor_app", "Signing on and off at machines."),
     Entry("doc", "mes.cli.work:doc_app",
           "Work instructions: revisions, release, what is served."),
@@ -58,7 +65,8 @@ COMMANDS: tuple[Entry, ...] = (
           "A lot's whole genealogy, with the machine, operator, order and inspections of "
           "each run on the way (both directions unless one is asked for).", group=False),
     Entry("audit", "mes.cli.audit:app",
-          "The audit log of changes to orders, runs, lots, quality records and documents."),
+          "The audit log of changes to orders, runs, lots, quality records and documents: "
+          "verify, anchor."),
     Entry("collect", "mes.cli.collect:collect_app",
           "Collect machine data (OPC UA, Modbus) into the hypertables."),
     Entry("simulate", "mes.cli.collect:simulate_app",

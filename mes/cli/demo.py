@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mes.cli.common import sample_plant, transaction, user_errors
+from mes.cli.common import administration, sample_plant, user_errors
 from mes.cli.db import bring_up, db_status
 from mes.cli.plant import load_plant_file
 from mes.db import database_url
@@ -26,7 +26,7 @@ def _demo_orders() -> None:
     windows, each all or nothing and idempotent like their commands."""
     samples = sample_plant().parent
     products = read_products_file(samples / "products.toml")
-    with transaction() as session:
+    with administration() as (session, _person):
         loaded = load_products(session, products, source="sample products")
         orders = import_orders(session, samples / "orders.xml")
         windows = import_window_file(session, samples / "maintenance.json")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mes.cli.common import transaction, user_errors
+from mes.cli.common import acting_session, user_errors
 from transactional.erp_import import import_orders
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -21,8 +21,8 @@ def erp_import(
 ) -> None:
     """Import production orders from ERP (all or nothing; the same file again changes
     nothing; orders already started are not changed)."""
-    with transaction() as session:
-        report = import_orders(session, path)
+    with acting_session() as (opened, _person):
+        report = import_orders(opened, path)
     typer.echo(f"{path}: {report.summary()}")
     for label, codes in (("created", report.created), ("updated", report.updated)):
         if codes:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mes.cli.common import By, acting_session, transaction, user_errors
+from mes.cli.common import acting_session, administration, user_errors
 from mes.cli.common import session as opened_session
 from transactional import lots
 from transactional.genealogy import DIRECTIONS, Direction, render, trace
@@ -37,7 +37,7 @@ def lot_location(
     name: Annotated[str, typer.Option(help="what people call it")] = "",
 ) -> None:
     """Add a storage location (a rack, a line-side buffer, the quarantine cage)."""
-    with transaction() as session:
+    with administration() as (session, _person):
         lots.add_location(session, code, name)
     typer.echo(f"storage location {code} added")
 
@@ -49,12 +49,12 @@ def lot_receive(
     material: Annotated[str, typer.Option(help="material code, e.g. STEEL-COIL")],
     quantity: Annotated[float, typer.Option(help="in the material's unit")],
     location: Annotated[str, typer.Option(help="storage location code")],
-    by: By,
 ) -> None:
     """Receive a lot of material into a storage location."""
-    with acting_session(by) as (session, person):
+    with acting_session() as (session, person):
         lot = lots.receive(session, code, material, quantity, location, person.id)
-        typer.echo(f"received {lots.describe(session, lot)}")
+        shown = f"received {lots.describe(session, lot)}"
+    typer.echo(shown)
 
 
 @lot_app.command("split")
@@ -63,15 +63,14 @@ def lot_split(
     code: Annotated[str, typer.Argument(help="the lot to split")],
     into: Annotated[list[str], typer.Option(
         metavar="CODE=QUANTITY", help="a new lot and its quantity; repeat for each")],
-    by: By,
 ) -> None:
     """Split quantities off a lot into new lots (same place, same status)."""
     parts = _split_parts(into)
-    with acting_session(by) as (session, person):
+    with acting_session() as (session, person):
         children = lots.split(session, code, parts, person.id)
-        for lot in children:
-            typer.echo(f"new {lots.describe(session, lot)}")
-        typer.echo(f"left {lots.describe(session, code)}")
+        shown = "\n".join([*(f"new {lots.describe(session, lot)}" for lot in children),
+                           f"left {lots.describe(session, code)}"])
+    typer.echo(shown)
 
 
 @lot_app.command("merge")
@@ -79,12 +78,12 @@ def lot_split(
 def lot_merge(
     codes: Annotated[list[str], typer.Argument(help="the lots to merge, whole")],
     into: Annotated[str, typer.Option(help="the new lot's code")],
-    by: By,
 ) -> None:
     """Merge whole lots of one material, status and location into a new lot."""
-    with acting_session(by) as (session, person):
+    with acting_session() as (session, person):
         lot = lots.merge(session, codes, into, person.id)
-        typer.echo(f"merged {', '.join(codes)} into {lots.describe(session, lot)}")
+        shown = f"merged {', '.join(codes)} into {lots.describe(session, lot)}"
+    typer.echo(shown)
 
 
 @lot_app.command("move")
@@ -92,12 +91,12 @@ def lot_merge(
 def lot_move(
     code: Annotated[str, typer.Argument(help="the lot to move")],
     location: Annotated[str, typer.Argument(help="where it goes")],
-    by: By,
 ) -> None:
     """Move a whole lot to another storage location."""
-    with acting_session(by) as (session, person):
+    with acting_session() as (session, person):
         lot = lots.move(session, code, location, person.id)
-        typer.echo(f"moved {lots.describe(session, lot)}")
+        shown = f"moved {lots.describe(session, lot)}"
+    typer.echo(shown)
 
 
 @lot_app.command("status")
@@ -106,12 +105,12 @@ def lot_status(
     code: Annotated[str, typer.Argument(help="the lot")],
     status: Annotated[str, typer.Argument(
         help="available, on_hold, quarantined or scrapped")],
-    by: By,
 ) -> None:
     """Hold, quarantine, release or scrap a lot."""
-    with acting_session(by) as (session, person):
+    with acting_session() as (session, person):
         lot = lots.set_status(session, code, status, person.id)
-        typer.echo(lots.describe(session, lot))
+        shown = lots.describe(session, lot)
+    typer.echo(shown)
 
 
 @trace_app.command("trace")
