@@ -243,7 +243,7 @@ class _Loader:
         people = self.table(Person, lambda p: p.badge)
         memberships = self.table(PersonClassMembership,
                                  lambda m: (m.person_id, m.personnel_class_id))
-        class_rows = {c.code: classes.put(code=c.code, name=c.name)
+        class_rows = {c.code: classes.put(code=c.code, name=c.name, role=c.role)
                       for c in plant.personnel_classes}
         person_rows = {p.badge: people.put(badge=p.badge, name=p.name, active=p.active)
                        for p in plant.personnel}

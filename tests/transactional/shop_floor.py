@@ -82,7 +82,7 @@ def material_id(session: Session, code: str) -> int:
 def build(session: Session) -> ShopFloor:
     """Load everything in one committed transaction, acting as 'setup'."""
     with session.begin():
-        acting(session, "setup")
+        acting(session, "mes-admin")
         load_plant(session, read_plant_file(SAMPLE_PLANT))
         certification = Certification(code="PRESS-OPERATOR", name="Press operator")
         document = Document(code="WI-PRESS", title="Stamping brackets on a press")
@@ -135,14 +135,14 @@ def build(session: Session) -> ShopFloor:
 
 def set_order_status(session: Session, status: str) -> None:
     with session.begin():
-        acting(session, "setup")
+        acting(session, "mes-admin")
         session.execute(text("UPDATE mes.work_order SET status = :s WHERE code = :c"),
                         {"s": status, "c": ORDER})
 
 
 def sign_on_directly(session: Session, badge: str, machine_code: str) -> None:
     with session.begin():
-        acting(session, "setup")
+        acting(session, "mes-admin")
         machine = session.execute(text("SELECT id FROM mes.equipment WHERE code = :c"),
                                   {"c": machine_code}).scalar_one()
         session.add(LaborSession(person_id=person_id(session, badge), equipment_id=machine))
@@ -153,7 +153,7 @@ def add_lot(session: Session, code: str, run_id: int | None, quantity: float = 0
     """A lot at WIP-L1, as produced by the run if one is given; its quantity comes from a
     movement, as the database keeps it."""
     with session.begin():
-        acting(session, "setup")
+        acting(session, "mes-admin")
         location = session.scalars(
             select(StorageLocation.id).where(StorageLocation.code == "WIP-L1")).one()
         lot = MaterialLot(code=code, material_id=material_id(session, material),

@@ -75,7 +75,7 @@ def _id(session: Session, model: type[MaterialDefinition] | type[Equipment], cod
 def setup_routing(session: Session, work_order: str = "WO-4711") -> Routing:
     """Product BRACKET-A: 10 STAMP (coil -> raw brackets), 20 PAINT (raw -> painted), each
     with a bill of materials and an inspection plan, and a released work order; committed."""
-    acting(session, "setup")
+    acting(session, "mes-admin")
     material = {code: _id(session, MaterialDefinition, code)
                 for code in ("STEEL-COIL", "BRACKET-RAW", "BRACKET-A")}
     product = ProductDefinition(code="BRACKET-A", name="Bracket A",
@@ -118,7 +118,7 @@ def start_run(session: Session, routing: Routing, operation_id: int, machine: st
 
 
 def finish_run(session: Session, run_id: int, good: float) -> None:
-    acting(session, "setup")
+    acting(session, "mes-admin")
     run = session.get(OperationRun, run_id)
     assert run is not None
     run.status, run.good_quantity = "completed", good

@@ -276,7 +276,7 @@ def test_a_certification_not_yet_valid_is_refused_and_one_valid_today_allowed(
         session: Session, floor: ShopFloor) -> None:
     set_order_status(session, "released")
     sign_on_directly(session, EXPIRED, "PRESS-1")
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         session.execute(text(
             "UPDATE mes.person_certification SET valid_from = current_date + 1, "
             "valid_until = NULL WHERE person_id = (SELECT id FROM mes.person "
@@ -286,7 +286,7 @@ def test_a_certification_not_yet_valid_is_refused_and_one_valid_today_allowed(
         start_run(session, ORDER, STAMPING, "PRESS-1", EXPIRED)
 
     # Valid from today, until today: both ends count.
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         session.execute(text(
             "UPDATE mes.person_certification SET valid_from = current_date, "
             "valid_until = current_date WHERE person_id = (SELECT id FROM mes.person "
@@ -300,7 +300,7 @@ def test_a_run_without_a_released_work_instruction_is_refused(
         session: Session, floor: ShopFloor) -> None:
     set_order_status(session, "released")
     sign_on_directly(session, CERTIFIED, "PRESS-1")
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         session.execute(text("UPDATE mes.document_revision SET status = 'superseded'"))
 
     with pytest.raises(RuleViolation, match=(
@@ -372,7 +372,7 @@ def test_actuals_against_plan_and_standard(session: Session, floor: ShopFloor) -
     with acting_as(session, CERTIFIED):
         complete_run(session, run_id, CERTIFIED)
     # 80 good in 200 s: 2.5 s each against a standard of 2.0 s.
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         session.execute(text("UPDATE mes.operation_run SET started_at = ended_at - "
                              "interval '200 seconds' WHERE id = :id"), {"id": run_id})
     with session.begin():
@@ -406,7 +406,7 @@ def test_orders_and_runs_are_audited_under_the_acting_badge(
         rows = session.execute(
             select(AuditLog.table_name, AuditLog.action, AuditLog.actor, AuditLog.after)
             .where(AuditLog.table_name.in_(["work_order", "operation_run"]),
-                   AuditLog.actor != "setup")
+                   AuditLog.actor != "mes-admin")
             .order_by(AuditLog.id)).all()
     assert [(r.table_name, r.action, r.actor) for r in rows] == [
         ("work_order", "update", SUPERVISOR),          # released
@@ -548,5 +548,5 @@ def test_a_shift_on_the_command_line(session: Session, floor: ShopFloor, use_dat
                                               fails=True)
 
     with session.begin():
-        actors = set(session.scalars(select(AuditLog.actor).where(AuditLog.actor != "setup")))
+        actors = set(session.scalars(select(AuditLog.actor).where(AuditLog.actor != "mes-admin")))
     assert actors == {"1001", "2001", "3001"}

@@ -113,7 +113,7 @@ def test_without_a_lot_the_lots_the_run_produced_so_far_are_held(
     add_lot(session, "L-1", run_id, 50)
     add_lot(session, "L-2", run_id, 30)
     add_lot(session, "OTHER", None, 10)
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         session.execute(text("UPDATE mes.material_lot SET status = 'consumed' "
                              "WHERE code = 'L-2'"))
     add_lot(session, "L-3", run_id, 20)
@@ -151,7 +151,7 @@ def test_what_cannot_be_recorded(session: Session, run_id: int) -> None:
         record_inspection(session, run_id, HOLE, 2, float("nan"), CERTIFIED)
     with pytest.raises(NotFound, match="no material lot NOPE"), acting_as(session, CERTIFIED):
         record_inspection(session, run_id, HOLE, 2, 10.0, CERTIFIED, "NOPE")
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         session.execute(text("UPDATE mes.operation_run SET status = 'aborted', "
                              "ended_at = now() WHERE id = :id"), {"id": run_id})
     with pytest.raises(IllegalTransition, match=f"run {run_id} is aborted"), \
@@ -302,7 +302,7 @@ def test_quality_records_are_audited_under_the_badge(session: Session, run_id: i
             .where(AuditLog.table_name.in_(["inspection_result", "nonconformance",
                                             "electronic_signature", "disposition",
                                             "material_lot"]),
-                   AuditLog.actor != "setup")
+                   AuditLog.actor != "mes-admin")
             .order_by(AuditLog.id)).all()
     assert [(r.table_name, r.action, r.actor) for r in rows] == [
         ("inspection_result", "insert", CERTIFIED),
