@@ -94,7 +94,6 @@ ALTER TABLE mes.maintenance_window DROP CONSTRAINT ck_maintenance_window_externa
 
 ALTER TABLE mes.electronic_signature DROP COLUMN printed_name;
 DROP TABLE mes.run_correction;
-ALTER TABLE mes.operation_run DROP CONSTRAINT ck_operation_run_abort_reason;
 ALTER TABLE mes.operation_run DROP COLUMN abort_reason;
 DROP TABLE mes.auth_event, mes.login_session, mes.credential;
 DELETE FROM mes.person WHERE kind = 'system'

@@ -64,7 +64,7 @@ GRANTS: dict[Action, frozenset[str]] = {
     Action.CORRECT_RUN: frozenset({"supervisor"}),
     Action.ABORT_RUN: frozenset({"supervisor"}),
     Action.RECORD_INSPECTION: _FLOOR | {"quality"},
-    Action.MOVE_MATERIAL: _FLOOR | {"planner"},
+    Action.MOVE_MATERIAL: _FLOOR | {"planner", "quality"},
     Action.HOLD_LOT: _FLOOR | {"quality"},
     Action.RELEASE_HOLD: frozenset({"quality"}),
     Action.SCRAP_LOT: frozenset({"quality"}),

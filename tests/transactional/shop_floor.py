@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import SAMPLE_PLANT
 from transactional.audit import acting
+from transactional.identity import set_password
 from transactional.models import (
     BomItem,
     Certification,
+    Credential,
     Document,
     DocumentRevision,
     InspectionPlan,
@@ -165,3 +167,16 @@ def add_lot(session: Session, code: str, run_id: int | None, quantity: float = 0
                                     quantity=quantity, location_id=location, run_id=run_id))
             session.flush()
         return lot.id
+
+
+PASSWORD = "correct horse battery"
+
+
+def give_password(session: Session, badge: str) -> None:
+    """Set `badge`'s password (PASSWORD) in a committed transaction of its own, as
+    administration does, unless it has one."""
+    with Session(session.get_bind()) as admin, admin.begin():
+        person = admin.scalars(select(Person).where(Person.badge == badge)).one()
+        if admin.get(Credential, person.id) is None:
+            acting(admin, "mes-admin")
+            set_password(admin, badge, PASSWORD)

@@ -76,7 +76,7 @@ def test_what_cannot_be_signed_on_or_off(session: Session, floor: ShopFloor) -> 
             acting_as(session, CERTIFIED):
         sign_off(session, CERTIFIED)
     with pytest.raises(NotFound, match="no person with badge 9999"), \
-            acting_as(session, CERTIFIED):
+            acting_as(session, SUPERVISOR):
         sign_on(session, "9999", "PRESS-1")
     with pytest.raises(NotFound, match="no machine PRESS-9"), acting_as(session, CERTIFIED):
         sign_on(session, CERTIFIED, "PRESS-9")

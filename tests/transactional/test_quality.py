@@ -16,9 +16,11 @@ from tests.transactional.shop_floor import (
     QUALITY,
     STAMPING,
     SUPERVISOR,
+    PASSWORD,
     ShopFloor,
     acting_as,
     add_lot,
+    give_password,
     person_id,
     set_order_status,
     sign_on_directly,
@@ -37,10 +39,18 @@ from transactional.models import (
 from transactional.orders import start_run
 from transactional.quality import (
     describe_nonconformance,
-    disposition,
     record_inspection,
     verify_signature,
 )
+from transactional.quality import disposition as sign_disposition
+
+
+def disposition(session: Session, code: str, decision: str, badge: str, meaning: str,
+                comment: str | None = None) -> Disposition:
+    """Sign as the acting person `badge`, re-entering their password as at a terminal."""
+    give_password(session, badge)
+    return sign_disposition(session, code, decision, meaning, comment, password=PASSWORD)
+
 
 
 @pytest.fixture
@@ -164,8 +174,8 @@ def test_only_quality_may_disposition(session: Session, run_id: int, badge: str)
     add_lot(session, "L-1", run_id, 50)
     code = out_of_spec(session, run_id, "L-1")
 
-    with pytest.raises(NotPermitted, match=f"{badge} .* may not disposition nonconformances: "
-                                           "only personnel class QUALITY may"), \
+    with pytest.raises(NotPermitted, match=f"{badge} .* may not disposition a "
+                                           "nonconformance: it needs the role quality"), \
             acting_as(session, badge):
         disposition(session, code, "use_as_is", badge, "approved for use as is")
 
@@ -268,6 +278,12 @@ def test_a_bad_decision_or_an_empty_meaning_is_refused(session: Session, run_id:
     "UPDATE mes.nonconformance SET upper_spec = 10.5",
     "UPDATE mes.disposition SET decision = 'use_as_is'",
     "UPDATE mes.disposition SET comment = 'all fine'",
+    # The signature's own fields (Part 11 §11.70): who, when, what it means.
+    "UPDATE mes.electronic_signature SET person_id = (SELECT id FROM mes.person "
+    "WHERE badge = '3001')",
+    "UPDATE mes.electronic_signature SET signed_at = signed_at - interval '1 day'",
+    "UPDATE mes.electronic_signature SET meaning = 'approved'",
+    "UPDATE mes.electronic_signature SET printed_name = 'Dana Novak'",
 ])
 def test_a_change_to_the_signed_record_is_detected(
         session: Session, run_id: int, db_admin: AdminConnection, tampering: str) -> None:
@@ -286,8 +302,8 @@ def test_a_change_to_the_signed_record_is_detected(
     with session.begin():
         check = verify_signature(session, signature_id)
     assert not check.intact
-    assert check.detail.startswith(f"signature {signature_id} by 2001 at ")
-    assert check.detail.endswith(f"('rework ordered'): {code} was changed after it was signed")
+    assert check.detail.startswith(f"signature {signature_id}, signed by ")
+    assert check.detail.endswith(f": {code} or its signature was changed after it was signed")
 
 
 def test_quality_records_are_audited_under_the_badge(session: Session, run_id: int) -> None:
