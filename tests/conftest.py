@@ -47,7 +47,10 @@ def cluster() -> LocalCluster:
     if not settings.home.is_absolute():
         settings.home = REPO / settings.home
     local = LocalCluster.from_settings(settings)
-    local.up()
+    # Already up (`./run test` starts it first): parallel workers would otherwise all alter
+    # the owner role at once, which PostgreSQL refuses ("tuple concurrently updated").
+    if not local.is_running():
+        local.up()
     return local
 
 
