@@ -405,9 +405,10 @@ def abort_run(session: Session, run_id: int, reason: str) -> OperationRun:
     if run.status != "running":
         raise IllegalTransition(f"run {run_id} is {run.status}: only a running run can be "
                                 "aborted")
+    ended_at = _now(session)
     run.status = "aborted"
     run.abort_reason = reason
-    run.ended_at = _now(session)
+    run.ended_at = ended_at
     run.version += 1
     session.flush()
     return run
