@@ -34,8 +34,8 @@ from tests.transactional.shop_floor import (
     sign_on_directly,
 )
 from transactional.audit import acting
-from transactional.errors import IllegalTransition, NotPermitted, RuleViolation
 from transactional.erp_import import import_orders
+from transactional.errors import IllegalTransition, NotPermitted, RuleViolation
 from transactional.lots import receive, set_status
 from transactional.models import (
     AuditLog,

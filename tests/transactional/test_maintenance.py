@@ -17,6 +17,7 @@ from mes.db import session_factory
 from tests.conftest import REPO, SAMPLE_PLANT
 from transactional.audit import acting
 from transactional.maintenance import (
+    ImportReport,
     MaintenanceFileError,
     import_window_file,
     list_windows,
