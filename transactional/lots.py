@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import get_args
 
 import psycopg.errors
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -303,6 +303,13 @@ def parse_status(status: str) -> LotStatus:
     raise RuleViolation(f"lot status {status!r}: not one of {', '.join(LOT_STATUSES)}")
 
 
+def open_nonconformances(session: Session, *where: ColumnElement[bool]) -> list[str]:
+    """The codes of the open nonconformances that match `where` (a lot's, an order's)."""
+    return list(session.scalars(
+        select(Nonconformance.code).where(Nonconformance.status == "open", *where)
+        .order_by(Nonconformance.code)))
+
+
 def set_status(session: Session, lot_code: str, status: str, person_id: int) -> MaterialLot:
     """Hold, quarantine, release or scrap a lot. Scrapping takes what is left out of stock
     (a `scrap` movement), so balances count only material that can still be used. A lot
@@ -317,10 +324,7 @@ def set_status(session: Session, lot_code: str, status: str, person_id: int) -> 
         raise IllegalTransition(f"lot {lot_code} cannot go from {lot.status} to {target} "
                                 f"(from {lot.status} it can go to {allowed})")
     if target == "available":
-        holding = list(session.scalars(
-            select(Nonconformance.code).where(Nonconformance.lot_id == lot.id,
-                                              Nonconformance.status == "open")
-            .order_by(Nonconformance.code)))
+        holding = open_nonconformances(session, Nonconformance.lot_id == lot.id)
         if holding:
             raise NotPermitted(f"lot {lot_code} is held by open nonconformance "
                                f"{', '.join(holding)}: only its disposition (by quality) "

@@ -26,7 +26,7 @@ from transactional.errors import (
 from transactional.labor import is_signed_on, machine_by_code, person_by_badge
 from transactional.limits import quantity as bounded_quantity
 from transactional.lookup import by_code, fresh_one
-from transactional.lots import output_material_id, produce
+from transactional.lots import open_nonconformances, output_material_id, produce
 from transactional.models import (
     Certification,
     Document,
@@ -125,10 +125,7 @@ def transition(session: Session, order_code: str, to_status: str,
             raise RuleViolation(f"order {order_code} cannot be {target}: run {running[0]} "
                                 f"is still running on {running[1]}")
     if target == "completed":
-        open_ncrs = list(session.scalars(
-            select(Nonconformance.code).where(Nonconformance.work_order_id == order.id,
-                                              Nonconformance.status == "open")
-            .order_by(Nonconformance.code)))
+        open_ncrs = open_nonconformances(session, Nonconformance.work_order_id == order.id)
         if open_ncrs:
             raise RuleViolation(f"order {order_code} cannot be completed: nonconformance "
                                 f"{', '.join(open_ncrs)} is still open (disposition first)")

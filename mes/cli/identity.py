@@ -43,7 +43,9 @@ def log_in(
                       "administration)")] = False,
     password_stdin: PasswordStdin = False,
 ) -> None:
-    """Log in: the commands that act use this session until it is idle too long."""
+    """Log in at this terminal; the commands that act use the session.
+
+    It ends after the configured idle minutes without a command, or at `mes logout`."""
     method = "pin" if pin else "password"
     secret = read_password(f"{method} of {badge}", password_stdin)
     policy = login.policy()

@@ -180,3 +180,20 @@ def give_password(session: Session, badge: str) -> None:
         if admin.get(Credential, person.id) is None:
             acting(admin, "mes-admin")
             set_password(admin, badge, PASSWORD)
+
+
+def stamping_run(session: Session) -> int:
+    """Operation 10 of order 4711 running on PRESS-1, operator 1001: its id."""
+    from transactional.orders import start_run
+
+    set_order_status(session, "released")
+    sign_on_directly(session, CERTIFIED, "PRESS-1")
+    with acting_as(session, CERTIFIED):
+        return start_run(session, ORDER, STAMPING, "PRESS-1", CERTIFIED).id
+
+
+def fresh_lot(session: Session, code: str) -> MaterialLot:
+    """The lot as the database holds it now."""
+    with session.begin():
+        return session.scalars(select(MaterialLot).where(MaterialLot.code == code)
+                               .execution_options(populate_existing=True)).one()

@@ -30,8 +30,10 @@ from tests.transactional.shop_floor import (
     ShopFloor,
     acting_as,
     add_lot,
+    fresh_lot,
     set_order_status,
     sign_on_directly,
+    stamping_run,
 )
 from transactional.audit import acting
 from transactional.erp_import import import_orders
@@ -65,16 +67,12 @@ SAMPLES = SAMPLE_PLANT.parent
 
 @pytest.fixture
 def run_id(session: Session, floor: ShopFloor) -> int:
-    set_order_status(session, "released")
-    sign_on_directly(session, CERTIFIED, "PRESS-1")
-    with acting_as(session, CERTIFIED):
-        return start_run(session, ORDER, STAMPING, "PRESS-1", CERTIFIED).id
+    """Operation 10 of order 4711 running on PRESS-1, operator 1001."""
+    return stamping_run(session)
 
 
 def _lot(session: Session, code: str) -> MaterialLot:
-    with session.begin():
-        return session.scalars(select(MaterialLot).where(MaterialLot.code == code)
-                               .execution_options(populate_existing=True)).one()
+    return fresh_lot(session, code)
 
 
 def _run(session: Session, run: int) -> OperationRun:

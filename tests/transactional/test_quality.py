@@ -15,15 +15,14 @@ from tests.transactional.shop_floor import (
     ORDER,
     PASSWORD,
     QUALITY,
-    STAMPING,
     SUPERVISOR,
     ShopFloor,
     acting_as,
     add_lot,
+    fresh_lot,
     give_password,
     person_id,
-    set_order_status,
-    sign_on_directly,
+    stamping_run,
 )
 from transactional.errors import IllegalTransition, NotFound, NotPermitted, RuleViolation
 from transactional.models import (
@@ -36,7 +35,6 @@ from transactional.models import (
     Nonconformance,
     WorkOrder,
 )
-from transactional.orders import start_run
 from transactional.quality import (
     describe_nonconformance,
     record_inspection,
@@ -56,16 +54,11 @@ def disposition(session: Session, code: str, decision: str, badge: str, meaning:
 @pytest.fixture
 def run_id(session: Session, floor: ShopFloor) -> int:
     """Operation 10 of order 4711 running on PRESS-1, operator 1001."""
-    set_order_status(session, "released")
-    sign_on_directly(session, CERTIFIED, "PRESS-1")
-    with acting_as(session, CERTIFIED):
-        return start_run(session, ORDER, STAMPING, "PRESS-1", CERTIFIED).id
+    return stamping_run(session)
 
 
 def lot(session: Session, code: str) -> MaterialLot:
-    with session.begin():
-        return session.scalars(select(MaterialLot).where(MaterialLot.code == code)
-                               .execution_options(populate_existing=True)).one()
+    return fresh_lot(session, code)
 
 
 def ncr(session: Session, code: str) -> Nonconformance:
