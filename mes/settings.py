@@ -78,6 +78,24 @@ class Settings(BaseSettings):
     retention: str = Field(default="90d",
                            description="How long raw hypertable chunks are kept by the "
                                        "pipelines' retention schedule (90d, 12w, ...).")
+    session_file: Path | None = Field(
+        default=None,
+        description="Where `mes login` keeps the session token (mode 0600); unset: "
+                    "`session` in `home`.",
+    )
+    session_idle_minutes: int = Field(
+        default=15, ge=1, le=24 * 60,
+        description="A login session ends after this many minutes without a command.")
+    session_max_hours: int = Field(default=12, ge=1, le=24,
+                                   description="A login session ends this long after login.")
+    lockout_failures: int = Field(default=5, ge=1, le=100,
+                                  description="Failed attempts in a row that lock a person out.")
+    lockout_minutes: int = Field(default=15, ge=1,
+                                 description="How long a lock-out lasts.")
+
+    @property
+    def session_path(self) -> Path:
+        return self.session_file if self.session_file is not None else self.home / "session"
 
     @property
     def collect_path(self) -> Path:

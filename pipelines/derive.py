@@ -4,6 +4,8 @@ call this; it opens its own ADBC connection and commits once at the end."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from pipelines import queries
 from pipelines.derivation import Derived, derive
@@ -40,31 +42,34 @@ class EventNotFound(NotFound):
     """No derived downtime event has that number."""
 
 
-def classify_event(url: str, event_id: int, reason_code: str, badge: str, *,
-                   note: str | None = None, settings: DerivationSettings | None = None,
-                   now: dt.datetime | None = None) -> list[dt.date]:
-    """Classify downtime event `event_id` (audited) and derive again every day partition
-    the stop touches, so that its events and KPIs show the new reason at once. Returns
-    those days."""
-    from zoneinfo import ZoneInfo
+@dataclass(frozen=True)
+class Stop:
+    """A derived downtime event as a classification names it, and the day partitions it
+    touches (which must be derived again when its reason changes)."""
 
-    from mes.db import session_factory
-    from transactional.downtime import classify_stop
+    equipment_id: int
+    started_at: dt.datetime
+    days: list[dt.date]
 
+
+def stop_of(url: str, event_id: int, *, now: dt.datetime | None = None) -> Stop:
+    """Downtime event `event_id`: its machine, start and days; EventNotFound otherwise."""
     with queries.connect(url) as conn:
         found = queries.frame(conn, queries.DOWNTIME_EVENT_SPAN, [event_id])
     if found.is_empty():
         raise EventNotFound(f"there is no downtime event {event_id}: `mes downtime list` "
                             "shows them")
     event = found.row(0, named=True)
-    with session_factory(url)() as session, session.begin():
-        classify_stop(session, event["equipment_id"], event["started_at"], reason_code, badge,
-                      note)
     zone = ZoneInfo(event["timezone"])
     moment = now or dt.datetime.now(dt.UTC)
     first = event["started_at"].astimezone(zone).date()
     last = min(event["ended_at"] or moment, moment).astimezone(zone).date()
-    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    return Stop(event["equipment_id"], event["started_at"],
+                [first + dt.timedelta(days=n) for n in range((last - first).days + 1)])
+
+
+def derive_again(url: str, days: list[dt.date], *, settings: DerivationSettings | None = None,
+                now: dt.datetime | None = None) -> None:
+    """Derive each of `days` again (after a classification changed a stop's reason)."""
     for day in days:
         derive_day(url, day, settings=settings, now=now)
-    return days

@@ -8,7 +8,7 @@ dropped afterwards, so tests never see each other's rows.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -32,9 +32,11 @@ AdminConnection = psycopg.Connection[tuple[object, ...]]
 
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Tests choose their database explicitly; a developer's MES_DATABASE_URL never leaks in."""
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Tests choose their database explicitly; a developer's MES_DATABASE_URL never leaks in,
+    and a login is kept per test, never in the developer's own session file."""
     monkeypatch.delenv("MES_DATABASE_URL", raising=False)
+    monkeypatch.setenv("MES_SESSION_FILE", str(tmp_path / "mes-session"))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -48,7 +50,10 @@ def cluster() -> LocalCluster:
     if not settings.home.is_absolute():
         settings.home = REPO / settings.home
     local = LocalCluster.from_settings(settings)
-    local.up()
+    # Already up (`./run test` starts it first): parallel workers would otherwise all alter
+    # the owner role at once, which PostgreSQL refuses ("tuple concurrently updated").
+    if not local.is_running():
+        local.up()
     return local
 
 
@@ -122,3 +127,39 @@ def use_database(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("MES_DATABASE_URL", db_url)
     get_settings.cache_clear()
     return db_url
+
+
+PASSWORD = "correct horse battery"
+PIN = "2468"
+
+
+def give_password(url: str, badge: str) -> None:
+    """Set `badge`'s password (PASSWORD) and PIN, as administration does."""
+    from transactional.audit import acting
+    from transactional.identity import set_password
+
+    with session_factory(url)() as opened, opened.begin():
+        acting(opened, "mes-admin")
+        set_password(opened, badge, PASSWORD, PIN)
+
+
+@pytest.fixture
+def log_in(use_database: str) -> Callable[..., None]:
+    """`log_in(badge)`: give the person a password and log in at this test's terminal with
+    `mes login BADGE --password-stdin`, as a scripted station would; later commands act
+    as them. `pin=True` logs in with the PIN instead."""
+    from typer.testing import CliRunner
+
+    from mes.cli import app
+
+    given: set[str] = set()
+
+    def as_person(badge: str, *, pin: bool = False) -> None:
+        if badge not in given:
+            give_password(use_database, badge)
+            given.add(badge)
+        args = ["login", badge, "--password-stdin"] + (["--pin"] if pin else [])
+        result = CliRunner().invoke(app, args, input=(PIN if pin else PASSWORD) + "\n")
+        assert result.exit_code == 0, result.output
+
+    return as_person

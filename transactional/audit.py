@@ -1,68 +1,138 @@
-"""Who is acting, for the audit log, and the check that the log's hash chain is intact.
+"""Who is acting, for the audit log; sealing the log into its hash chain; the check that
+the chain is intact, against its own head and against an anchor kept outside the database.
 
-The log itself is written by database triggers on the audited tables (migration 0003), so
-no service can forget it; a service only says who acts, once per transaction. The
-application role cannot change or delete audit records, and each record carries the hash
-of its predecessor.
+The log itself is written by database triggers on the audited tables, so no service can
+forget it; a service only says who acts, once per transaction, and the acting person must
+be a person of the plant. Writers do not wait for each other: each record is sealed after
+it commits (`mes.audit_seal()`, run after every command), taking the next chain position
+and the hash of its predecessor. The application role cannot change or delete records.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-# Recomputes each record's hash from its content and its predecessor's hash, and compares
-# the stored `previous_hash` with the hash actually stored in the record before it.
+from transactional.errors import FileProblems
+
+# Recomputes each sealed record's hash from its position, content and predecessor's hash,
+# and compares the stored `previous_hash` with the hash stored at the position before.
 VERIFY = text("""
-SELECT id, at, table_name, record_id,
-       hash = mes.audit_digest(previous_hash, at, actor, table_name, record_id, action,
-                               before, after) AS content_intact,
-       previous_hash = coalesce(lag(hash) OVER (ORDER BY id), sha256(''::bytea))
-           AS linked
+SELECT id, chain_position, at, table_name, record_id, hash,
+       hash = mes.audit_seal_digest(previous_hash, chain_position, at, actor, table_name,
+                                    record_id, action, before, after) AS content_intact,
+       previous_hash = coalesce(lag(hash) OVER (ORDER BY chain_position), sha256(''::bytea))
+           AS linked,
+       chain_position - coalesce(lag(chain_position) OVER (ORDER BY chain_position), 0)
+           AS step
 FROM mes.audit_log
-ORDER BY id
+WHERE chain_position IS NOT NULL
+ORDER BY chain_position
 """)
-CHAIN_HEAD = text("SELECT last_id, last_hash FROM mes.audit_chain")
+CHAIN_HEAD = text("SELECT records, last_hash FROM mes.audit_chain")
+UNSEALED = text("SELECT count(*) FROM mes.audit_log WHERE chain_position IS NULL")
+SEAL = text("SELECT mes.audit_seal()")
 
 
 def acting(session: Session, actor: str) -> None:
-    """Record `actor` (a person's badge, or a system such as 'erp-import') as who makes
-    the changes of the current transaction; the audit triggers refuse changes without."""
+    """Record `actor` (a person's badge, or a system account such as 'mes-admin') as who
+    makes the changes of the current transaction; the audit triggers refuse changes
+    without one, or with one who is no active person of the plant."""
     if not actor:
         raise ValueError("an action needs the acting person")
     session.execute(text("SELECT set_config('mes.actor', :actor, true)"), {"actor": actor})
+
+
+def seal(session: Session) -> int:
+    """Seal the records committed so far into the chain, in its own transaction; how many.
+    A sealer already at work makes this return 0 at once: it seals them."""
+    with session.begin():
+        sealed: int = session.execute(SEAL).scalar_one()
+    return sealed
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The chain's head at one moment: how many records, and the hash of the last."""
+
+    records: int
+    last_hash: str
+    taken_at: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"records": self.records, "last_hash": self.last_hash,
+                "taken_at": self.taken_at}
 
 
 @dataclass(frozen=True)
 class AuditReport:
     records: int
     broken: list[str]
+    unsealed: int = 0
 
     @property
     def intact(self) -> bool:
         return not self.broken
 
 
-def verify_chain(session: Session) -> AuditReport:
-    """Check every audit record's hash and link, and that the chain's head is the last."""
+def head(session: Session) -> Anchor:
+    records, last_hash = session.execute(CHAIN_HEAD).one()
+    now = session.execute(text("SELECT now()")).scalar_one()
+    return Anchor(int(records), bytes(last_hash).hex(),
+                  now.astimezone(dt.UTC).isoformat(timespec="seconds"))
+
+
+def read_anchor(path: Path) -> Anchor:
+    try:
+        data = json.loads(path.read_text())
+        return Anchor(int(data["records"]), str(data["last_hash"]), str(data["taken_at"]))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise FileProblems(path, [f"not an audit anchor written by mes audit anchor: "
+                                  f"{error}"]) from None
+
+
+def verify_chain(session: Session, anchor: Anchor | None = None) -> AuditReport:
+    """Check every sealed record's hash and link, that no position is missing, that the
+    chain's head is its last record, and (with an anchor taken earlier) that the chain
+    still holds the anchored record unchanged: a truncated or rewritten chain shows."""
     broken: list[str] = []
-    last_id: int | None = None
     count = 0
+    last_position = 0
+    last_hash: bytes | None = None
+    hashes_at: dict[int, bytes] = {}
     for row in session.execute(VERIFY):
         count += 1
-        last_id = row.id
-        where = (f"audit record {row.id} ({row.table_name} {row.record_id}, "
-                 f"{row.at:%Y-%m-%d %H:%M:%S})")
+        where = (f"audit record {row.id} at position {row.chain_position} ({row.table_name} "
+                 f"{row.record_id}, {row.at:%Y-%m-%d %H:%M:%S})")
         if not row.content_intact:
             broken.append(f"{where}: its content does not match its hash (changed after "
                           "it was written)")
-        if not row.linked:
+        if row.step != 1:
+            broken.append(f"{where}: {row.step - 1} record(s) before it are missing "
+                          "(removed from the chain)")
+        elif not row.linked:
             broken.append(f"{where}: it does not follow the record before it (a record "
                           "was removed or inserted)")
-    head = session.execute(CHAIN_HEAD).one()
-    if head.last_id != last_id:
-        broken.append(f"the chain's head names record {head.last_id}, but the last record "
-                      f"is {last_id}: records at the end were removed")
-    return AuditReport(count, broken)
+        last_position = row.chain_position
+        last_hash = bytes(row.hash)
+        if anchor is not None and row.chain_position == anchor.records:
+            hashes_at[anchor.records] = bytes(row.hash)
+    records, head_hash = session.execute(CHAIN_HEAD).one()
+    if records != last_position or (last_hash is not None and bytes(head_hash) != last_hash):
+        broken.append(f"the chain's head names {records} records, but the last record is at "
+                      f"position {last_position}: records at the end were removed")
+    if anchor is not None:
+        if last_position < anchor.records:
+            broken.append(f"the anchor of {anchor.taken_at} counted {anchor.records} records, "
+                          f"the chain has {last_position}: it was truncated")
+        elif anchor.records and hashes_at.get(anchor.records, b"").hex() != anchor.last_hash:
+            broken.append(f"the record at position {anchor.records} does not have the hash "
+                          f"anchored on {anchor.taken_at}: the chain was rewritten")
+    unsealed: int = session.execute(UNSEALED).scalar_one()
+    return AuditReport(count, broken, unsealed)

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 
 from transactional.errors import IllegalTransition, NotFound, RuleViolation
 from transactional.labor import person_by_badge
+from transactional.limits import code as bounded_code
 from transactional.lookup import by_code
 from transactional.models import Document, DocumentRevision
+from transactional.permissions import Action, require
 
 
 def document_by_code(session: Session, code: str, *, lock: bool = False) -> Document:
@@ -24,6 +26,7 @@ def add_revision(session: Session, document_code: str, content: str,
                  title: str | None = None) -> DocumentRevision:
     """Add a draft revision, numbered one past the newest. A document that does not exist
     yet is created when a title is given."""
+    require(session, Action.DRAFT_INSTRUCTION)
     if not content.strip():
         raise RuleViolation(f"{document_code}: a revision needs content")
     try:
@@ -31,6 +34,7 @@ def add_revision(session: Session, document_code: str, content: str,
     except NotFound:
         if not title:
             raise NotFound(f"no document {document_code}: give a title to create it") from None
+        bounded_code(document_code, "document code")
         document = Document(code=document_code, title=title)
         session.add(document)
         session.flush()
@@ -47,6 +51,7 @@ def add_revision(session: Session, document_code: str, content: str,
 def release(session: Session, document_code: str, revision: int,
             by_badge: str) -> DocumentRevision:
     """Release a draft revision; the revision released before it becomes superseded."""
+    require(session, Action.PUBLISH_INSTRUCTION)
     person = person_by_badge(session, by_badge)
     document = document_by_code(session, document_code, lock=True)
     rows = {r.revision: r for r in session.scalars(

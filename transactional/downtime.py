@@ -12,23 +12,19 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from transactional.audit import acting
 from transactional.errors import NotFound
-from transactional.models import DowntimeClassification, DowntimeReason, Person
+from transactional.models import DowntimeClassification, DowntimeReason
+from transactional.permissions import Action, require
 
 
 def classify_stop(session: Session, equipment_id: int, started_at: dt.datetime,
-                  reason_code: str, badge: str, note: str | None = None
-                  ) -> DowntimeClassification:
+                  reason_code: str, note: str | None = None) -> DowntimeClassification:
     """Record (or change) the reason of the stop of `equipment_id` that began at
-    `started_at`, as the person with `badge`."""
+    `started_at`, as the person acting in this transaction."""
+    person = require(session, Action.CLASSIFY_DOWNTIME)
     reason = session.scalar(select(DowntimeReason).where(DowntimeReason.code == reason_code))
     if reason is None:
         raise NotFound(f"downtime reason {reason_code!r} does not exist")
-    person = session.scalar(select(Person).where(Person.badge == badge))
-    if person is None or not person.active:
-        raise NotFound(f"badge {badge!r} names no active person")
-    acting(session, badge)
     row = session.scalar(select(DowntimeClassification).where(
         DowntimeClassification.equipment_id == equipment_id,
         DowntimeClassification.started_at == started_at).with_for_update())

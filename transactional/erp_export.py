@@ -35,6 +35,7 @@ from transactional.erp_import import B2MML, b2mml_schema
 from transactional.errors import FileProblems, MesError
 from transactional.files import RequiredText
 from transactional.models import ErpExport, ErpExportRecord, ExportChange
+from transactional.permissions import Action, require
 
 SCHEMA_FILE = "B2MML-OperationsPerformance.xsd"
 ItemKind = Literal["produced", "scrapped", "consumed", "labor", "machine"]
@@ -438,6 +439,7 @@ def export_actuals(session: Session, out: Path, since: dt.datetime | None = None
                    include_unchanged: bool = False) -> tuple[ActualsExport, list[Path]]:
     """Export what ERP has not seen yet to `out` (.xml, with .csv and .parquet beside it).
     With nothing to send, no file is written and nothing is recorded."""
+    require(session, Action.EXPORT_ERP)
     if out.suffix.lower() != ".xml":
         raise ExportError(f"{out}: name the B2MML file with .xml (the .csv and .parquet "
                           "files are written beside it)")
@@ -531,6 +533,7 @@ class AckReport:
 
 def acknowledge(session: Session, acks: Iterable[AckRow]) -> AckReport:
     """Mark the exported records ERP confirmed (matched by order, operation and digest)."""
+    require(session, Action.EXPORT_ERP)
     marked = 0
     unknown: list[str] = []
     for ack in acks:

@@ -34,13 +34,13 @@ from pydantic import (
     field_validator,
 )
 from pydantic_core import ErrorDetails
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from transactional.audit import acting
 from transactional.errors import FileProblems
 from transactional.files import (
     Moment,
+    RequiredCode,
     RequiredText,
     Text,
     plain_text,
@@ -48,9 +48,13 @@ from transactional.files import (
     required,
     shown,
 )
+from transactional.limits import MAX_QUANTITY
 from transactional.models import MaterialDefinition, ProductDefinition, WorkOrder
+from transactional.permissions import Action, require
 
-ACTOR = "erp-import"
+# Imports of order files take this lock in turn: two imports of the same new file would
+# otherwise both create its orders, and the second fail on the unique code.
+IMPORT_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('mes.erp_import'))")
 # ERP may change an order until the shop floor starts it; after that the MES owns it.
 CHANGEABLE = ("created", "released")
 B2MML = "http://www.mesa.org/xml/B2MML"
@@ -93,6 +97,8 @@ def _quantity(value: Any) -> float | None:
         raise ValueError(f"{shown(value)} is not a number")
     if number <= 0:
         raise ValueError(f"{shown(value)} must be more than 0")
+    if not math.isfinite(number) or number > MAX_QUANTITY:
+        raise ValueError(f"{shown(value)} is more than {MAX_QUANTITY:g}")
     return number
 
 
@@ -110,7 +116,7 @@ class OrderRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    order_id: RequiredText
+    order_id: RequiredCode
     product: RequiredText
     quantity: Annotated[float, BeforeValidator(required(_quantity))]
     unit: Text = None
@@ -448,7 +454,10 @@ def _changes(row: WorkOrder, order: OrderLine, product: _Product,
 def apply_orders(session: Session, orders: Sequence[OrderLine], file_name: str) -> ImportReport:
     """Create new orders (status created), update changed ones not yet started, leave equal
     ones untouched. Raises OrderFileError, before writing anything, listing every order the
-    database refuses: unknown product, wrong unit, change to an order already started."""
+    database refuses: unknown product, wrong unit, change to an order already started.
+    Imports run one at a time: a second import of the same file finds it unchanged."""
+    require(session, Action.IMPORT_ERP)
+    session.execute(IMPORT_LOCK)
     by_code, by_material = _products(session)
     product_codes = {p.id: p.code for p in by_code.values()}
     # Locked: a dispatcher starting an order while ERP changes it waits for this import.
@@ -494,7 +503,6 @@ def apply_orders(session: Session, orders: Sequence[OrderLine], file_name: str) 
 def _write(session: Session, plan: Iterable[tuple[OrderLine, _Product, str]],
            existing: dict[str, WorkOrder], product_codes: dict[int, str],
            file_name: str) -> ImportReport:
-    acting(session, ACTOR)
     created: list[str] = []
     updated: list[str] = []
     unchanged: list[str] = []

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ValidationError
+from pydantic import BaseModel, BeforeValidator, StringConstraints, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from transactional.errors import FileProblems
@@ -144,5 +144,9 @@ def required(read: Callable[[Any], T | None]) -> Callable[[Any], T]:
 
 Text = Annotated[str | None, BeforeValidator(plain_text)]
 RequiredText = Annotated[str, BeforeValidator(required(plain_text))]
+# An identifier a file gives (an order id, a CMMS window id): at most 64 characters, as the
+# database's codes.
+RequiredCode = Annotated[str, BeforeValidator(required(plain_text)),
+                         StringConstraints(max_length=64)]
 Moment = Annotated[dt.datetime | None, BeforeValidator(moment)]
 RequiredMoment = Annotated[dt.datetime, BeforeValidator(required(moment))]

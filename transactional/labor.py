@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from transactional.errors import NotFound, NotPermitted, RuleViolation
+from transactional.errors import NotFound, RuleViolation
 from transactional.lookup import by_code
 from transactional.models import (
     Equipment,
@@ -24,14 +24,8 @@ from transactional.models import (
     PersonnelClass,
     RoutingOperation,
 )
-
-
-def person_by_badge(session: Session, badge: str) -> Person:
-    """The active person wearing `badge`; NotFound or NotPermitted otherwise."""
-    person = by_code(session, Person, badge, key="badge", what="person with badge")
-    if not person.active:
-        raise NotPermitted(f"badge {badge} ({person.name}) is not active")
-    return person
+from transactional.people import person_by_badge as person_by_badge
+from transactional.permissions import Action, acting_badge, require
 
 
 def in_class(session: Session, person: Person, class_code: str) -> bool:
@@ -68,8 +62,15 @@ def _equipment_code(session: Session, equipment_id: int) -> str:
     return session.scalars(select(Equipment.code).where(Equipment.id == equipment_id)).one()
 
 
+def _require_self_or_supervisor(session: Session, badge: str) -> None:
+    """People sign themselves on and off; someone else needs SIGN_ON_OTHERS."""
+    if acting_badge(session) != badge:
+        require(session, Action.SIGN_ON_OTHERS)
+
+
 def sign_on(session: Session, badge: str, machine_code: str) -> LaborSession:
     """Open a labor session for the person at the machine; one open session per person."""
+    _require_self_or_supervisor(session, badge)
     person = person_by_badge(session, badge)
     machine = machine_by_code(session, machine_code)
     current = open_session(session, person.id)
@@ -95,6 +96,7 @@ def sign_on(session: Session, badge: str, machine_code: str) -> LaborSession:
 
 def sign_off(session: Session, badge: str) -> LaborSession:
     """Close the person's open labor session."""
+    _require_self_or_supervisor(session, badge)
     person = person_by_badge(session, badge)
     current = session.scalars(
         select(LaborSession)

@@ -13,13 +13,15 @@ from collections.abc import Iterable, Sequence
 from typing import get_args
 
 import psycopg.errors
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from transactional.audit import acting
-from transactional.errors import IllegalTransition, NotFound, RuleViolation
+from transactional.errors import IllegalTransition, NotFound, NotPermitted, RuleViolation
 from transactional.labor import person_by_badge as person_by_badge  # the CLI imports it here
+from transactional.limits import code as bounded_code
+from transactional.limits import quantity as bounded_quantity
 from transactional.lookup import by_code
 from transactional.models import (
     BomItem,
@@ -29,11 +31,13 @@ from transactional.models import (
     MaterialDefinition,
     MaterialLot,
     MovementKind,
+    Nonconformance,
     OperationRun,
     ProductDefinition,
     RoutingOperation,
     StorageLocation,
 )
+from transactional.permissions import Action, require
 
 LOT_STATUSES: tuple[LotStatus, ...] = get_args(LotStatus)
 FINAL: frozenset[LotStatus] = frozenset({"consumed", "scrapped"})
@@ -46,6 +50,11 @@ TRANSITIONS: dict[LotStatus, frozenset[LotStatus]] = {
     "scrapped": frozenset(),
 }
 NEGATIVE_QUANTITY = "ck_material_lot_quantity"
+# The permission a change of status needs: releasing and scrapping are quality's.
+STATUS_ACTION: dict[LotStatus, Action] = {
+    "available": Action.RELEASE_HOLD, "scrapped": Action.SCRAP_LOT,
+    "on_hold": Action.HOLD_LOT, "quarantined": Action.HOLD_LOT,
+}
 
 
 # --- looking things up ------------------------------------------------------------------
@@ -116,14 +125,13 @@ def _lock_one(session: Session, code: str) -> MaterialLot:
 def _new_code(session: Session, code: str) -> None:
     if not code:
         raise RuleViolation("a lot needs a code")
+    bounded_code(code, "lot code")
     if session.scalar(select(MaterialLot.id).where(MaterialLot.code == code)) is not None:
         raise RuleViolation(f"lot {code} exists already")
 
 
-def _amount(quantity: float, what: str) -> float:
-    if not math.isfinite(quantity) or quantity <= 0:
-        raise RuleViolation(f"{what}: the quantity must be a positive number, not {quantity:g}")
-    return quantity
+def _amount(quantity: float, what: str, unit: str | None = None) -> float:
+    return bounded_quantity(quantity, unit, what)
 
 
 def _usable(lot: MaterialLot, action: str) -> None:
@@ -168,8 +176,10 @@ def _take(session: Session, lot: MaterialLot, kind: MovementKind, quantity: floa
 
 def add_location(session: Session, code: str, name: str) -> StorageLocation:
     """A new storage location (a rack, a line-side buffer, the quarantine cage)."""
+    require(session, Action.CHANGE_PLANT)
     if not code:
         raise RuleViolation("a storage location needs a code")
+    bounded_code(code, "storage location code")
     exists = session.scalar(select(StorageLocation.id).where(StorageLocation.code == code))
     if exists is not None:
         raise RuleViolation(f"storage location {code} exists already")
@@ -182,9 +192,10 @@ def add_location(session: Session, code: str, name: str) -> StorageLocation:
 def receive(session: Session, code: str, material_code: str, quantity: float,
             location_code: str, person_id: int) -> MaterialLot:
     """A new lot of purchased material arrives at a storage location."""
-    _amount(quantity, f"receiving lot {code}")
+    require(session, Action.MOVE_MATERIAL)
     _new_code(session, code)
     material = _material(session, material_code)
+    _amount(quantity, f"receiving lot {code}", material.unit)
     location = _location(session, location_code)
     lot = MaterialLot(code=code, material_id=material.id, location_id=location.id)
     session.add(lot)
@@ -197,6 +208,7 @@ def split(session: Session, lot_code: str, parts: Sequence[tuple[str, float]],
           person_id: int) -> list[MaterialLot]:
     """Split quantities off a lot into new lots (code, quantity), at the same location and
     with the same status: a held lot's parts stay held. A lot split to nothing is consumed."""
+    require(session, Action.MOVE_MATERIAL)
     if not parts:
         raise RuleViolation(f"splitting lot {lot_code}: name at least one new lot")
     codes = [code for code, _ in parts]
@@ -229,6 +241,7 @@ def merge(session: Session, lot_codes: Sequence[str], new_code: str,
     """Put whole lots of one material, status and location together into a new lot; the
     old lots are then consumed. Lots of different status are not mixed: a held lot would
     hide in a good one."""
+    require(session, Action.MOVE_MATERIAL)
     if len(set(lot_codes)) < 2 or len(set(lot_codes)) != len(lot_codes):
         raise RuleViolation("a merge needs two or more different lots")
     _new_code(session, new_code)
@@ -264,6 +277,7 @@ def merge(session: Session, lot_codes: Sequence[str], new_code: str,
 
 def move(session: Session, lot_code: str, location_code: str, person_id: int) -> MaterialLot:
     """Move a whole lot to another storage location (out of one, into the other)."""
+    require(session, Action.MOVE_MATERIAL)
     location = _location(session, location_code)
     lot = _lock_one(session, lot_code)
     _usable(lot, "moved")
@@ -289,10 +303,19 @@ def parse_status(status: str) -> LotStatus:
     raise RuleViolation(f"lot status {status!r}: not one of {', '.join(LOT_STATUSES)}")
 
 
+def open_nonconformances(session: Session, *where: ColumnElement[bool]) -> list[str]:
+    """The codes of the open nonconformances that match `where` (a lot's, an order's)."""
+    return list(session.scalars(
+        select(Nonconformance.code).where(Nonconformance.status == "open", *where)
+        .order_by(Nonconformance.code)))
+
+
 def set_status(session: Session, lot_code: str, status: str, person_id: int) -> MaterialLot:
     """Hold, quarantine, release or scrap a lot. Scrapping takes what is left out of stock
-    (a `scrap` movement), so balances count only material that can still be used."""
+    (a `scrap` movement), so balances count only material that can still be used. A lot
+    held by an open nonconformance is released only by that nonconformance's disposition."""
     target = parse_status(status)
+    require(session, STATUS_ACTION.get(target, Action.HOLD_LOT))
     lot = _lock_one(session, lot_code)
     if target == lot.status:
         raise IllegalTransition(f"lot {lot_code} is {lot.status} already")
@@ -300,6 +323,12 @@ def set_status(session: Session, lot_code: str, status: str, person_id: int) -> 
         allowed = ", ".join(sorted(TRANSITIONS[lot.status])) or "nothing: it is final"
         raise IllegalTransition(f"lot {lot_code} cannot go from {lot.status} to {target} "
                                 f"(from {lot.status} it can go to {allowed})")
+    if target == "available":
+        holding = open_nonconformances(session, Nonconformance.lot_id == lot.id)
+        if holding:
+            raise NotPermitted(f"lot {lot_code} is held by open nonconformance "
+                               f"{', '.join(holding)}: only its disposition (by quality) "
+                               "releases it (mes ncr disposition)")
     if target == "scrapped" and lot.quantity > 0:
         _take(session, lot, "scrap", lot.quantity, person_id)
     lot.status = target
@@ -337,9 +366,10 @@ def consume(session: Session, lot_code: str, quantity: float, run_id: int,
             person_id: int) -> MaterialLot:
     """Take material from an available lot into a running operation; the lot is consumed
     once nothing is left of it."""
-    _amount(quantity, f"consuming lot {lot_code}")
+    require(session, Action.MOVE_MATERIAL)
     run = _run(session, run_id)
     lot = _lock_one(session, lot_code)
+    _amount(quantity, f"consuming lot {lot_code}", _unit(session, lot))
     check_consumable(session, lot, run)
     _take(session, lot, "consume", quantity, person_id, run_id=run.id)
     if lot.quantity == 0:

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from transactional.audit import acting
 from transactional.errors import FileProblems
 from transactional.files import (
+    RequiredCode,
     RequiredMoment,
     RequiredText,
     Text,
@@ -31,8 +31,9 @@ from transactional.files import (
     read_text,
 )
 from transactional.models import Equipment, MaintenanceWindow
+from transactional.permissions import Action, require
 
-ACTOR = "cmms-import"
+IMPORT_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('mes.maintenance_import'))")
 FIELDS = ("id", "machine", "starts_at", "ends_at", "reason")
 REQUIRED = ("id", "machine", "starts_at", "ends_at")
 
@@ -77,7 +78,7 @@ class WindowEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: RequiredText
+    id: RequiredCode
     machine: RequiredText
     starts_at: RequiredMoment
     ends_at: RequiredMoment
@@ -189,6 +190,8 @@ def import_windows(session: Session, windows: Sequence[WindowRecord],
 
     `source` names the file in messages. Unknown machines (or codes that name a line or a
     site, not a machine) refuse the whole import before anything is written."""
+    require(session, Action.IMPORT_MAINTENANCE)
+    session.execute(IMPORT_LOCK)
     codes = {window.machine for window in windows}
     equipment = {row.code: row for row in session.scalars(
         select(Equipment).where(Equipment.code.in_(codes)))}
@@ -209,8 +212,6 @@ def import_windows(session: Session, windows: Sequence[WindowRecord],
         .where(MaintenanceWindow.external_id.in_([w.external_id for w in windows]))
         .with_for_update())}
     report = ImportReport()
-    if windows:
-        acting(session, ACTOR)
     for window in windows:
         wanted = {"equipment_id": equipment[window.machine].id, "starts_at": window.starts_at,
                   "ends_at": window.ends_at, "reason": window.reason}

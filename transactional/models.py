@@ -216,6 +216,8 @@ class Person(Base):
     badge: Mapped[str] = mapped_column(unique=True)
     name: Mapped[str]
     active: Mapped[bool] = mapped_column(server_default=text("true"))
+    # 'system': an automated actor (administration, the login service); cannot log in.
+    kind: Mapped[str] = mapped_column(server_default=text("'human'"))
 
 
 class PersonnelClass(Base):
@@ -224,6 +226,8 @@ class PersonnelClass(Base):
     id: Mapped[int] = _id()
     code: Mapped[str] = mapped_column(unique=True)
     name: Mapped[str]
+    # The role its members act in (transactional.permissions); NULL: none.
+    role: Mapped[str | None]
 
 
 class PersonClassMembership(Base):
@@ -410,6 +414,23 @@ class OperationRun(Base):
     document_revision_id: Mapped[int | None] = mapped_column(
         ForeignKey("mes.document_revision.id"))
     version: Mapped[int] = mapped_column(server_default=text("1"))
+    abort_reason: Mapped[str | None]
+
+
+class RunCorrection(Base):
+    """A supervisor's correction of a run's reported quantities, with the reason."""
+
+    __tablename__ = "run_correction"
+
+    id: Mapped[int] = _id()
+    run_id: Mapped[int] = mapped_column(ForeignKey("mes.operation_run.id"))
+    at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    person_id: Mapped[int] = mapped_column(ForeignKey("mes.person.id"))
+    good_before: Mapped[float]
+    scrap_before: Mapped[float]
+    good_after: Mapped[float]
+    scrap_after: Mapped[float]
+    reason: Mapped[str]
 
 
 class StorageLocation(Base):
@@ -490,6 +511,7 @@ class ElectronicSignature(Base):
     record_table: Mapped[str]
     record_id: Mapped[int]
     record_sha256: Mapped[str]
+    printed_name: Mapped[str]
 
 
 class Nonconformance(Base):
@@ -577,7 +599,10 @@ class AuditLog(Base):
     """Append-only, written by a trigger on the audited tables; see `mes audit verify`."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_record", "table_name", "record_id"),)
+    __table_args__ = (
+        Index("ix_audit_log_record", "table_name", "record_id"),
+        Index("ix_audit_log_unsealed", "id", postgresql_where=text("chain_position IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     at: Mapped[dt.datetime]
@@ -587,8 +612,10 @@ class AuditLog(Base):
     action: Mapped[str]
     before: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    previous_hash: Mapped[bytes] = mapped_column(LargeBinary)
-    hash: Mapped[bytes] = mapped_column(LargeBinary)
+    # Set by the sealer (mes.audit_seal) once the record has committed.
+    previous_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    chain_position: Mapped[int | None] = mapped_column(BigInteger, unique=True)
 
 
 class AuditChain(Base):
@@ -597,6 +624,7 @@ class AuditChain(Base):
     singleton: Mapped[bool] = mapped_column(primary_key=True, server_default=text("true"))
     last_id: Mapped[int | None] = mapped_column(BigInteger)
     last_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    records: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 # --- Exchange (migration 0005) ---------------------------------------------------------
@@ -704,3 +732,46 @@ class ProcessEvent(Base):
     work_order_id: Mapped[int | None] = mapped_column(ForeignKey("mes.work_order.id"))
     lot_id: Mapped[int | None] = mapped_column(ForeignKey("mes.material_lot.id"))
     detected_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+
+
+class Credential(Base):
+    """A person's password and optional PIN as Argon2 hashes; see transactional.identity."""
+
+    __tablename__ = "credential"
+
+    person_id: Mapped[int] = mapped_column(ForeignKey("mes.person.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    password_hash: Mapped[str]
+    pin_hash: Mapped[str | None]
+    changed_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    failed_attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    locked_until: Mapped[dt.datetime | None]
+
+
+class LoginSession(Base):
+    __tablename__ = "login_session"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    token_sha256: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("mes.person.id"))
+    method: Mapped[str]
+    started_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    idle_timeout: Mapped[dt.timedelta]
+    expires_at: Mapped[dt.datetime]
+    ended_at: Mapped[dt.datetime | None]
+    end_reason: Mapped[str | None]
+
+
+class AuthEvent(Base):
+    """Logins, failures, lock-outs, password changes: no secret is ever stored here."""
+
+    __tablename__ = "auth_event"
+    __table_args__ = (Index(None, "badge", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    badge: Mapped[str]
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("mes.person.id"))
+    event: Mapped[str]
+    detail: Mapped[str | None]

@@ -25,22 +25,27 @@ from transactional.errors import (
 )
 from transactional.exposure import record_envelopes
 from transactional.labor import is_signed_on, machine_by_code, person_by_badge
+from transactional.limits import quantity as bounded_quantity
 from transactional.lookup import by_code, fresh_one
-from transactional.lots import output_material_id, produce
+from transactional.lots import open_nonconformances, output_material_id, produce
 from transactional.models import (
     Certification,
     Document,
     Equipment,
     InspectionPlan,
     InspectionResult,
+    MaintenanceWindow,
     MaterialDefinition,
+    Nonconformance,
     OperationRun,
     Person,
     PersonCertification,
     RoutingOperation,
+    RunCorrection,
     WorkOrder,
     WorkOrderStatus,
 )
+from transactional.permissions import Action, require
 from transactional.quality import hold_for_open_nonconformances
 
 WORK_ORDER_STATUSES: tuple[WorkOrderStatus, ...] = get_args(WorkOrderStatus)
@@ -56,6 +61,16 @@ TRANSITIONS: dict[WorkOrderStatus, frozenset[WorkOrderStatus]] = {
     "cancelled": frozenset(),
 }
 STARTABLE: frozenset[WorkOrderStatus] = frozenset({"released", "in_progress"})
+# The permission each move needs.
+MOVE_ACTION: dict[WorkOrderStatus, Action] = {
+    "released": Action.RELEASE_ORDER, "on_hold": Action.HOLD_ORDER,
+    "in_progress": Action.RESUME_ORDER, "completed": Action.COMPLETE_ORDER,
+    "closed": Action.COMPLETE_ORDER, "cancelled": Action.CANCEL_ORDER,
+    "created": Action.RELEASE_ORDER,
+}
+# A run may report up to this many times its planned quantity (good and scrap together);
+# more is a typing error, to be corrected by a supervisor (`correct_run`).
+MAX_OVERRUN = 2.0
 
 
 def order_by_code(session: Session, code: str, *, lock: bool = False) -> WorkOrder:
@@ -95,6 +110,7 @@ def transition(session: Session, order_code: str, to_status: str,
     if to_status not in WORK_ORDER_STATUSES:
         raise RuleViolation(f"{to_status!r} is not a work order status "
                             f"({', '.join(WORK_ORDER_STATUSES)})")
+    require(session, MOVE_ACTION[to_status])
     order = order_by_code(session, order_code, lock=True)
     if expected_version is not None and order.version != expected_version:
         raise ConcurrentChange(
@@ -109,6 +125,11 @@ def transition(session: Session, order_code: str, to_status: str,
         if running is not None:
             raise RuleViolation(f"order {order_code} cannot be {target}: run {running[0]} "
                                 f"is still running on {running[1]}")
+    if target == "completed":
+        open_ncrs = open_nonconformances(session, Nonconformance.work_order_id == order.id)
+        if open_ncrs:
+            raise RuleViolation(f"order {order_code} cannot be completed: nonconformance "
+                                f"{', '.join(open_ncrs)} is still open (disposition first)")
     _move(session, order, target)
     session.flush()
     return order
@@ -150,11 +171,46 @@ def check_certification(session: Session, operator: Person,
         raise NotPermitted(f"{refused} (expired {held.valid_until:%Y-%m-%d})")
 
 
+def _previous_operation_done_something(session: Session, order: WorkOrder,
+                                       operation: RoutingOperation) -> None:
+    """An operation starts only once the one before it in the routing has produced good
+    units for this order."""
+    previous = session.scalars(
+        select(RoutingOperation)
+        .where(RoutingOperation.product_id == operation.product_id,
+               RoutingOperation.sequence < operation.sequence)
+        .order_by(RoutingOperation.sequence.desc()).limit(1)).one_or_none()
+    if previous is None:
+        return
+    made = session.scalar(
+        select(func.coalesce(func.sum(OperationRun.good_quantity), 0.0))
+        .where(OperationRun.work_order_id == order.id,
+               OperationRun.operation_id == previous.id,
+               OperationRun.status != "aborted"))
+    if not made:
+        raise RuleViolation(f"operation {operation.code} of order {order.code} cannot start: "
+                            f"operation {previous.code} ({previous.name}) has produced nothing "
+                            "yet")
+
+
+def _outside_maintenance(session: Session, machine: Equipment) -> None:
+    window = session.scalars(
+        select(MaintenanceWindow)
+        .where(MaintenanceWindow.equipment_id == machine.id,
+               MaintenanceWindow.starts_at <= func.now(),
+               MaintenanceWindow.ends_at > func.now())).first()
+    if window is not None:
+        raise RuleViolation(f"{machine.code} is in maintenance window {window.external_id} "
+                            f"until {window.ends_at:%Y-%m-%d %H:%M}: no run starts there")
+
+
 def start_run(session: Session, order_code: str, operation_code: str, machine_code: str,
               operator_badge: str) -> OperationRun:
     """Start an operation of an order on a machine, run by a signed-on, certified operator
-    working from the released revision of the operation's work instruction. The first run
-    moves a released order to in progress."""
+    working from the released revision of the operation's work instruction, outside the
+    machine's maintenance windows, once the operation before has produced something. The
+    first run moves a released order to in progress."""
+    require(session, Action.START_RUN)
     order = order_by_code(session, order_code, lock=True)
     if order.status not in STARTABLE:
         raise IllegalTransition(f"order {order_code} is {order.status}: runs start only on "
@@ -166,6 +222,8 @@ def start_run(session: Session, order_code: str, operation_code: str, machine_co
     if kind != operation.work_center_type:
         raise RuleViolation(f"{where} needs a {operation.work_center_type} machine; "
                             f"{machine_code} is {kind or 'of no work center type'}")
+    _outside_maintenance(session, machine)
+    _previous_operation_done_something(session, order, operation)
     operator = person_by_badge(session, operator_badge)
     if not is_signed_on(session, operator.id, machine.id):
         raise NotPermitted(f"operator {operator_badge} is not signed on at {machine_code}")
@@ -208,9 +266,27 @@ def _where(session: Session, run: OperationRun) -> str:
     return f"operation {operation_code} of order {order_code}"
 
 
+def _run_unit(session: Session, run: OperationRun) -> str:
+    return session.get_one(MaterialDefinition, output_material_id(session, run)).unit
+
+
+def _order_not_held(session: Session, run: OperationRun, action: str) -> None:
+    order = session.get_one(WorkOrder, run.work_order_id, populate_existing=True)
+    if order.status == "on_hold":
+        raise IllegalTransition(f"order {order.code} is on hold: run {run.id} cannot "
+                                f"{action} until the order is resumed")
+
+
+def _bounded(session: Session, run: OperationRun, good: float, scrap: float) -> None:
+    unit = _run_unit(session, run)
+    bounded_quantity(good, unit, f"run {run.id} good", zero=True)
+    bounded_quantity(scrap, unit, f"run {run.id} scrap", zero=True)
+
+
 def report(session: Session, run_id: int, good: float, scrap: float) -> OperationRun:
     """Add good and scrap quantities to a running run. The run's row lock makes reports
     from several stations add up exactly."""
+    require(session, Action.REPORT_RUN)
     if good < 0 or scrap < 0:
         raise RuleViolation(f"run {run_id}: quantities cannot be negative "
                             f"(good {good:g}, scrap {scrap:g})")
@@ -220,6 +296,13 @@ def report(session: Session, run_id: int, good: float, scrap: float) -> Operatio
     if run.status != "running":
         raise IllegalTransition(f"run {run_id} is {run.status}: quantities are reported "
                                 "while it runs")
+    _order_not_held(session, run, "report quantities")
+    _bounded(session, run, good, scrap)
+    total = run.good_quantity + run.scrap_quantity + good + scrap
+    if total > run.planned_quantity * MAX_OVERRUN:
+        raise RuleViolation(f"run {run_id}: {total:g} made would be more than {MAX_OVERRUN:g} "
+                            f"times the {run.planned_quantity:g} planned; check the figure "
+                            "(a supervisor can correct a run: mes run correct)")
     run.good_quantity += good
     run.scrap_quantity += scrap
     run.version += 1
@@ -254,6 +337,7 @@ def complete_run(session: Session, run_id: int, by_badge: str,
     """Complete a running run once every inspection of its operation has its samples.
     With `output_lot_code`, its good quantity becomes a new lot at `output_location_code`,
     linked to the lots the run consumed (on hold if a result out of spec is still open)."""
+    require(session, Action.COMPLETE_RUN)
     person = person_by_badge(session, by_badge)
     if output_lot_code is not None and output_location_code is None:
         raise RuleViolation(f"run {run_id}: give the storage location of output lot "
@@ -262,6 +346,7 @@ def complete_run(session: Session, run_id: int, by_badge: str,
     if run.status != "running":
         raise IllegalTransition(f"run {run_id} is {run.status}: only a running run can "
                                 "complete")
+    _order_not_held(session, run, "complete")
     missing = missing_samples(session, run)
     if missing:
         needs = "; ".join(f"'{m.characteristic}' needs {m.needed} "
@@ -280,6 +365,52 @@ def complete_run(session: Session, run_id: int, by_badge: str,
     session.flush()
     # The run's process values, summarised now that its span is final.
     record_envelopes(session, [run.id])
+    return run
+
+
+def correct_run(session: Session, run_id: int, good: float, scrap: float,
+                reason: str) -> RunCorrection:
+    """Set a run's good and scrap quantities to what was really made (a supervisor's
+    correction of a wrong report), with the reason; the correction is its own audited
+    record beside the run's changed row."""
+    person = require(session, Action.CORRECT_RUN)
+    if not reason.strip():
+        raise RuleViolation(f"run {run_id}: a correction needs its reason")
+    run = run_by_id(session, run_id, lock=True)
+    if run.status == "aborted":
+        raise IllegalTransition(f"run {run_id} is aborted: it has no quantities to correct")
+    _bounded(session, run, good, scrap)
+    if good + scrap > run.planned_quantity * MAX_OVERRUN:
+        raise RuleViolation(f"run {run_id}: {good + scrap:g} made would be more than "
+                            f"{MAX_OVERRUN:g} times the {run.planned_quantity:g} planned")
+    correction = RunCorrection(run_id=run.id, person_id=person.id,
+                               good_before=run.good_quantity,
+                               scrap_before=run.scrap_quantity, good_after=good,
+                               scrap_after=scrap, reason=reason)
+    session.add(correction)
+    run.good_quantity = good
+    run.scrap_quantity = scrap
+    run.version += 1
+    session.flush()
+    return correction
+
+
+def abort_run(session: Session, run_id: int, reason: str) -> OperationRun:
+    """End a running run without completing it (a wrong order or machine, a crash); what it
+    reported stays on record, it counts for no operation's progress."""
+    require(session, Action.ABORT_RUN)
+    if not reason.strip():
+        raise RuleViolation(f"run {run_id}: aborting needs its reason")
+    run = run_by_id(session, run_id, lock=True)
+    if run.status != "running":
+        raise IllegalTransition(f"run {run_id} is {run.status}: only a running run can be "
+                                "aborted")
+    ended_at = _now(session)
+    run.status = "aborted"
+    run.abort_reason = reason
+    run.ended_at = ended_at
+    run.version += 1
+    session.flush()
     return run
 
 

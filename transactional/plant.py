@@ -37,6 +37,7 @@ from transactional.models import (
     StateModel,
     StateModelState,
 )
+from transactional.permissions import Action, require
 from transactional.plant_file import (
     PlantDefinition,
     PlantFileError,
@@ -117,8 +118,10 @@ def load_plant(session: Session, plant: PlantDefinition, source: str = "plant fi
     """Create or update everything `plant` defines; returns what changed.
 
     Raises PlantFileError (naming `source`) when the file clashes with what the database
-    already holds; the caller's transaction must then be rolled back.
+    already holds; the caller's transaction must then be rolled back. The acting person
+    needs CHANGE_PLANT: people, classes and memberships are audited.
     """
+    require(session, Action.CHANGE_PLANT)
     problems = _signal_clashes(session, plant)
     if problems:
         raise PlantFileError(source, problems)
@@ -247,7 +250,7 @@ class _Loader:
         people = self.table(Person, lambda p: p.badge)
         memberships = self.table(PersonClassMembership,
                                  lambda m: (m.person_id, m.personnel_class_id))
-        class_rows = {c.code: classes.put(code=c.code, name=c.name)
+        class_rows = {c.code: classes.put(code=c.code, name=c.name, role=c.role)
                       for c in plant.personnel_classes}
         person_rows = {p.badge: people.put(badge=p.badge, name=p.name, active=p.active)
                        for p in plant.personnel}

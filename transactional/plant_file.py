@@ -10,7 +10,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -212,6 +212,9 @@ class MaterialDef(_Entry):
 class PersonnelClassDef(_Entry):
     code: Code
     name: Name
+    # The role its members act in; None: the role named like the code, if any.
+    role: Literal["operator", "quality", "supervisor", "planner", "maintenance",
+                  "administrator"] | None = None
 
 
 class PersonDef(_Entry):

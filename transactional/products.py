@@ -29,7 +29,6 @@ from pydantic import (
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from transactional.audit import acting
 from transactional.errors import FileProblems
 from transactional.files import describe_validation_error, read_toml
 from transactional.models import (
@@ -48,6 +47,7 @@ from transactional.models import (
     ProductDefinition,
     RoutingOperation,
 )
+from transactional.permissions import Action, require
 from transactional.plant import KeyedRows, LoadReport
 from transactional.plant_file import Code, Name
 
@@ -318,18 +318,18 @@ def _check_removals(session: Session, products: ProductsDefinition) -> list[str]
 
 # -- writing ----------------------------------------------------------------------------------
 
-def load_products(session: Session, products: ProductsDefinition, source: str = "products file",
-                  actor: str = "products-file") -> LoadReport:
-    """Create or update everything `products` defines; returns what changed.
+def load_products(session: Session, products: ProductsDefinition,
+                  source: str = "products file") -> LoadReport:
+    """Create or update everything `products` defines, as the acting administrator;
+    returns what changed.
 
     Raises ProductsFileError (naming `source`) listing every reference the database cannot
-    satisfy, before anything is written. `actor` is who the audit log names for the
-    documents and certifications written.
+    satisfy, before anything is written.
     """
+    require(session, Action.CHANGE_PLANT)
     problems = _check_against_plant(session, products)
     if problems:
         raise ProductsFileError(source, problems)
-    acting(session, actor)
     report = LoadReport()
     writer = _Writer(session, report)
     certifications = writer.certifications(products)

@@ -17,8 +17,9 @@ from typing import Any, get_args
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from transactional.errors import IllegalTransition, NotFound, NotPermitted, RuleViolation
-from transactional.labor import in_class, person_by_badge
+from transactional.errors import IllegalTransition, NotFound, RuleViolation
+from transactional.identity import confirm_signer
+from transactional.labor import person_by_badge
 from transactional.lookup import by_code
 from transactional.lots import set_status as set_lot_status
 from transactional.models import (
@@ -28,6 +29,7 @@ from transactional.models import (
     Equipment,
     InspectionPlan,
     InspectionResult,
+    LotMovement,
     MaterialLot,
     Nonconformance,
     OperationRun,
@@ -35,9 +37,9 @@ from transactional.models import (
     RoutingOperation,
     WorkOrder,
 )
+from transactional.permissions import Action, require
 
 DECISIONS: tuple[Decision, ...] = get_args(Decision)
-DISPOSITION_CLASS = "QUALITY"
 # Lots a hold still means something for: not yet consumed into another lot or scrapped.
 HOLDABLE = ("available", "on_hold", "quarantined")
 NEXT_NCR_ID = text("SELECT nextval(pg_get_serial_sequence('mes.nonconformance', 'id'))")
@@ -85,7 +87,8 @@ def record_inspection(session: Session, run_id: int, characteristic: str, sample
                       lot_code: str | None = None) -> InspectionOutcome:
     """Record one measured sample of a running run. Out of spec, the affected lot (the one
     given, else those the run has produced so far) goes on hold at once and a
-    nonconformance is opened."""
+    nonconformance is opened. A lot given must be one the run consumed or produced."""
+    require(session, Action.RECORD_INSPECTION)
     inspector = person_by_badge(session, by_badge)
     run = _run(session, run_id)
     if run.status != "running":
@@ -104,6 +107,8 @@ def record_inspection(session: Session, run_id: int, characteristic: str, sample
         raise RuleViolation(f"run {run_id}: sample {sample_number} of '{characteristic}' is "
                             "already recorded")
     lot = lot_by_code(session, lot_code) if lot_code is not None else None
+    if lot is not None:
+        _of_the_run(session, run, lot)
     within = plan.lower_spec <= measured <= plan.upper_spec
     result = InspectionResult(run_id=run.id, plan_id=plan.id, sample_number=sample_number,
                               measured=measured, within_spec=within,
@@ -142,6 +147,18 @@ def record_inspection(session: Session, run_id: int, characteristic: str, sample
     return InspectionOutcome(result, opened, held)
 
 
+def _of_the_run(session: Session, run: OperationRun, lot: MaterialLot) -> None:
+    """Refuse a lot that is neither the run's input (consumed into it) nor its output."""
+    if lot.produced_by_run_id == run.id:
+        return
+    consumed = session.scalar(
+        select(LotMovement.id).where(LotMovement.lot_id == lot.id, LotMovement.run_id == run.id,
+                                     LotMovement.kind == "consume").limit(1))
+    if consumed is None:
+        raise RuleViolation(f"lot {lot.code} is neither an input nor an output of run {run.id}: "
+                            "an inspection of this run cannot hold it")
+
+
 def hold_for_open_nonconformances(session: Session, run: OperationRun, lot: MaterialLot,
                                   person: Person) -> list[str]:
     """A lot the run makes after a result out of spec, while no lot was there to hold,
@@ -172,12 +189,32 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def nonconformance_digest(ncr: Nonconformance, decision: str, comment: str | None) -> str:
+@dataclass(frozen=True)
+class Manifest:
+    """Part 11 §11.50: what a signature shows with the record, and binds into its hash."""
+
+    signer_badge: str
+    printed_name: str
+    signed_at: dt.datetime
+    meaning: str
+
+    def line(self) -> str:
+        return (f"signed by {self.printed_name} ({self.signer_badge}) at "
+                f"{self.signed_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC, meaning: "
+                f"'{self.meaning}'")
+
+
+def nonconformance_digest(ncr: Nonconformance, decision: str, comment: str | None,
+                          manifest: Manifest) -> str:
     """SHA-256 of what a disposition signs: every column of the nonconformance as it
-    stands once dispositioned, and the decision with its comment."""
+    stands once dispositioned, the decision with its comment, and the signature's own
+    manifest (signer, printed name, time, meaning), so changing any of them shows."""
     record = {attr.key: _canonical(getattr(ncr, attr.key))
               for attr in inspect(Nonconformance).column_attrs}
     record["disposition"] = {"decision": decision, "comment": comment}
+    record["signature"] = {"signer": manifest.signer_badge, "name": manifest.printed_name,
+                           "signed_at": _canonical(manifest.signed_at),
+                           "meaning": manifest.meaning}
     content = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(content.encode()).hexdigest()
 
@@ -200,14 +237,12 @@ def _release_or_scrap(session: Session, ncr: Nonconformance, decision: Decision,
     # rework: the lot stays on hold until reworked and inspected again.
 
 
-def disposition(session: Session, ncr_code: str, decision: str, by_badge: str, meaning: str,
-                comment: str | None = None) -> Disposition:
-    """Decide what happens to a nonconformance's lot, signed electronically by a quality
-    engineer: use as is (lot available again), rework (stays on hold) or scrap."""
-    signer = person_by_badge(session, by_badge)
-    if not in_class(session, signer, DISPOSITION_CLASS):
-        raise NotPermitted(f"{by_badge} ({signer.name}) may not disposition nonconformances: "
-                           f"only personnel class {DISPOSITION_CLASS} may")
+def disposition(session: Session, ncr_code: str, decision: str, meaning: str,
+                comment: str | None = None, *, password: str) -> Disposition:
+    """Decide what happens to a nonconformance's lot, signed electronically by the acting
+    quality engineer, who re-enters their password to sign: use as is (lot available
+    again), rework (stays on hold) or scrap."""
+    signer = require(session, Action.DISPOSITION)
     if decision not in DECISIONS:
         raise RuleViolation(f"{decision!r} is not a disposition ({', '.join(DECISIONS)})")
     chosen: Decision = decision
@@ -222,13 +257,16 @@ def disposition(session: Session, ncr_code: str, decision: str, by_badge: str, m
             .where(Disposition.nonconformance_id == ncr.id)).one()
         raise IllegalTransition(f"{ncr_code} is already dispositioned: {earlier[0]} by "
                                 f"{earlier[1]} at {earlier[2]:%Y-%m-%d %H:%M}")
+    confirm_signer(session, signer, password)
     ncr.status = "dispositioned"
     session.flush()
     session.refresh(ncr)
-    signature = ElectronicSignature(person_id=signer.id, meaning=meaning,
-                                    record_table=Nonconformance.__tablename__,
-                                    record_id=ncr.id,
-                                    record_sha256=nonconformance_digest(ncr, chosen, comment))
+    signed_at: dt.datetime = session.execute(select(func.now())).scalar_one()
+    manifest = Manifest(signer.badge, signer.name, signed_at, meaning)
+    signature = ElectronicSignature(
+        person_id=signer.id, meaning=meaning, signed_at=signed_at, printed_name=signer.name,
+        record_table=Nonconformance.__tablename__, record_id=ncr.id,
+        record_sha256=nonconformance_digest(ncr, chosen, comment, manifest))
     session.add(signature)
     session.flush()
     decided = Disposition(nonconformance_id=ncr.id, decision=chosen, comment=comment,
@@ -258,8 +296,9 @@ def verify_signature(session: Session, signature_id: int) -> SignatureCheck:
         raise RuleViolation(f"signature {signature_id} signs a {signature.record_table} "
                             "record, which cannot be checked here")
     signer = session.get_one(Person, signature.person_id)
-    who = (f"signature {signature_id} by {signer.badge} at "
-           f"{signature.signed_at:%Y-%m-%d %H:%M:%S} ('{signature.meaning}')")
+    manifest = Manifest(signer.badge, signature.printed_name, signature.signed_at,
+                        signature.meaning)
+    who = f"signature {signature_id}, {manifest.line()}"
     ncr = session.scalars(
         select(Nonconformance).where(Nonconformance.id == signature.record_id)
         .execution_options(populate_existing=True)).one_or_none()
@@ -272,10 +311,11 @@ def verify_signature(session: Session, signature_id: int) -> SignatureCheck:
     if decided.nonconformance_id != ncr.id:
         return SignatureCheck(signature_id, False, f"{who}: its disposition was moved to "
                               "another nonconformance")
-    digest = nonconformance_digest(ncr, decided.decision, decided.comment)
+    digest = nonconformance_digest(ncr, decided.decision, decided.comment, manifest)
     if digest != signature.record_sha256:
         return SignatureCheck(signature_id, False,
-                              f"{who}: {ncr.code} was changed after it was signed")
+                              f"{who}: {ncr.code} or its signature was changed after it "
+                              "was signed")
     return SignatureCheck(signature_id, True, f"{who}: matches {ncr.code} as signed")
 
 
@@ -288,6 +328,27 @@ def describe_nonconformance(session: Session, ncr: Nonconformance) -> str:
     return (f"{ncr.code}: '{ncr.characteristic}' measured {ncr.measured:g}, spec "
             f"{ncr.lower_spec:g}..{ncr.upper_spec:g}; order {order} on {machine}, operator "
             f"{operator}" + (f", lot {lot} on hold" if lot else ""))
+
+
+def signature_manifest(session: Session, signature_id: int) -> Manifest:
+    """What a signature shows with its record: signer, printed name, time, meaning."""
+    signature = session.get_one(ElectronicSignature, signature_id, populate_existing=True)
+    signer = session.get_one(Person, signature.person_id)
+    return Manifest(signer.badge, signature.printed_name, signature.signed_at,
+                    signature.meaning)
+
+
+def describe_disposition(session: Session, ncr_code: str) -> str:
+    """A nonconformance with its decision and the signature's manifest, for showing."""
+    ncr = ncr_by_code(session, ncr_code)
+    lines = [describe_nonconformance(session, ncr), f"  status {ncr.status}"]
+    decided = session.scalars(select(Disposition)
+                              .where(Disposition.nonconformance_id == ncr.id)).one_or_none()
+    if decided is not None:
+        lines.append(f"  disposition {decided.decision}"
+                     + (f" ('{decided.comment}')" if decided.comment else ""))
+        lines.append(f"  {signature_manifest(session, decided.signature_id).line()}")
+    return "\n".join(lines)
 
 
 def signature_of(session: Session, ncr_code: str) -> int:

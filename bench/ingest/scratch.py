@@ -14,7 +14,9 @@ from bench.scratch import ScratchDatabase, running_local_cluster
 from bench.scratch import scratch_database as shared_scratch_database
 from mes.db import engine, session_factory
 from mes.localdb import LocalCluster
+from transactional.audit import acting
 from transactional.errors import MesError
+from transactional.permissions import ADMINISTRATION
 from transactional.plant import load_plant
 from transactional.plant_file import PlantDefinition
 
@@ -40,6 +42,7 @@ def scratch_database(cluster: LocalCluster, plant: PlantDefinition | None = None
     with shared_scratch_database(cluster, "mes_bench") as database:
         if plant is not None:
             with session_factory(database.url)() as session, session.begin():
+                acting(session, ADMINISTRATION)
                 load_plant(session, plant, source="ingest bench")
             engine(database.url).dispose()
         yield database

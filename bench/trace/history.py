@@ -194,7 +194,7 @@ class Reference:
 def add_reference(session: Session) -> Reference:
     """Materials, storage locations, the bracket's routing and more operators, on top of
     the sample plant; the caller commits."""
-    acting(session, "bench")
+    acting(session, "mes-admin")
     session.add_all(MaterialDefinition(code=code, name=name, kind=kind, unit=unit)
                     for code, name, kind, unit in NEW_MATERIALS)
     session.add_all(StorageLocation(code=code, name=name) for code, name in LOCATIONS.items())

@@ -30,8 +30,10 @@ from bench.trace.history import (
     make_shape,
 )
 from mes.db import session_factory
+from transactional.audit import acting
 from transactional.errors import MesError
 from transactional.genealogy import Direction, trace
+from transactional.permissions import ADMINISTRATION
 from transactional.plant import load_plant
 from transactional.plant_file import read_plant_file
 
@@ -114,6 +116,7 @@ def run_trace_bench(lots: int, traces: int, seed: int, progress: Progress) -> di
         results["database"] = scratch.name
         progress(f"scratch database {scratch.name}: sample plant and the bracket's routing")
         with session_factory(scratch.url)() as session:
+            acting(session, ADMINISTRATION)
             load_plant(session, read_plant_file(_sample_plant()), source="trace bench")
             reference = add_reference(session)
             session.commit()

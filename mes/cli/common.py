@@ -1,38 +1,49 @@
 """What every `mes` command shares: errors as messages, the acting person, the database URL.
 
 Commands own their transaction (services never commit): `acting_session` opens one per
-command with the acting person named for the audit log. `user_errors` turns what a user
-can act on (`MesError` and the database's refusals) into a message and exit code 1;
-programming errors keep their traceback.
+command as the application role (`mes_app`), with the logged-in person named for the audit
+log; `administration` opens one with the owner's rights, for plant data and people only.
+After a commit, the audit records are sealed into the chain. A command prints what it did
+only after its transaction has committed. `user_errors` turns what a user can act on
+(`MesError` and the database's refusals) into a message and exit code 1; programming errors
+keep their traceback.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import psycopg
 import typer
+from psycopg import errors as pg_errors
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from mes import login
 from mes.db import database_url, session_factory
-from transactional.audit import acting
-from transactional.errors import MesError
+from transactional.audit import acting, seal
+from transactional.errors import MesError, NotPermitted
+from transactional.identity import resume
 from transactional.labor import person_by_badge
 from transactional.models import Person
+from transactional.permissions import ADMINISTRATION, APPLICATION_ROLE
 
+SET_LOGIN_METHOD = text("SELECT set_config('mes.login_method', :method, true)")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-By = Annotated[str, typer.Option(
-    "--by", metavar="BADGE", help="badge of the person acting (the audit log names them)")]
+PasswordStdin = Annotated[bool, typer.Option(
+    "--password-stdin", help="read the password from the first line of standard input "
+    "(for scripts) instead of asking for it")]
 
 
 def fail(message: str) -> typer.Exit:
@@ -68,6 +79,8 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise fail(f"the database refused the change, nothing was written: "
                        f"{error.orig}") from None
         except OperationalError as error:
+            if isinstance(error.orig, pg_errors.ProgramLimitExceeded):
+                raise fail(f"the database refused, nothing was written: {error.orig}") from None
             raise fail(f"cannot reach the database: {error.orig}") from None
         except DBAPIError as error:
             raise fail(f"the database refused, nothing was written: {error.orig}") from None
@@ -77,27 +90,72 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _as_application(opened: Session) -> None:
+    """Every transaction of `opened` runs as the application role, not as the owner."""
+
+    def set_role(_session: Any, _transaction: Any, connection: Any) -> None:
+        connection.exec_driver_sql(f"SET LOCAL ROLE {APPLICATION_ROLE}")
+
+    event.listen(opened, "after_begin", set_role)
+
+
 @contextmanager
-def session() -> Iterator[Session]:
-    """A session on the configured database; the caller decides about transactions."""
+def session(*, owner: bool = False) -> Iterator[Session]:
+    """A session on the configured database as the application role (the owner only for
+    administration); the caller decides about transactions."""
     with session_factory(database_url())() as opened:
+        if not owner:
+            _as_application(opened)
         yield opened
 
 
 @contextmanager
-def transaction() -> Iterator[Session]:
-    """One command, one transaction, committed when the block ends without an error."""
-    with session() as opened, opened.begin():
-        yield opened
+def transaction(*, owner: bool = False) -> Iterator[Session]:
+    """One command, one transaction, committed when the block ends without an error; the
+    audit records it wrote are sealed into the chain afterwards."""
+    with session(owner=owner) as opened:
+        with opened.begin():
+            yield opened
+        seal(opened)
+
+
+def read_password(prompt: str, from_stdin: bool) -> str:
+    """A password from the terminal (not echoed) or the first line of standard input."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    value: str = typer.prompt(prompt, hide_input=True)
+    return value
 
 
 @contextmanager
-def acting_session(badge: str) -> Iterator[tuple[Session, Person]]:
-    """One command, one transaction, with the person wearing `badge` named as who acts
-    (the audit log's actor)."""
+def acting_session() -> Iterator[tuple[Session, Person]]:
+    """One command, one transaction as the application role, acting as the person logged
+    in (`mes login`): the session must be open and not idle past its timeout."""
+    saved = login.saved()
+    if saved is None:
+        raise NotPermitted("nobody is logged in here: mes login BADGE")
     with transaction() as opened:
-        person = person_by_badge(opened, badge)
-        acting(opened, badge)
+        authenticated = resume(opened, saved.token)
+        acting(opened, authenticated.person.badge)
+        opened.execute(SET_LOGIN_METHOD, {"method": authenticated.method})
+        yield opened, authenticated.person
+
+
+@contextmanager
+def administration() -> Iterator[tuple[Session, Person]]:
+    """One transaction with the owner's rights, for plant data and people: acting as the
+    logged-in person (whose role the service checks), or as the `mes-admin` system account
+    when nobody is logged in here (holding the owner's credentials is the authority)."""
+    saved = login.saved()
+    with transaction(owner=True) as opened:
+        if saved is None:
+            acting(opened, ADMINISTRATION)
+            person = person_by_badge(opened, ADMINISTRATION)
+        else:
+            authenticated = resume(opened, saved.token)
+            person = authenticated.person
+            acting(opened, person.badge)
+            opened.execute(SET_LOGIN_METHOD, {"method": authenticated.method})
         yield opened, person
 
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from mes.cli.common import hidden, sample_plant, transaction, user_errors
+from mes.cli.common import administration, hidden, sample_plant, user_errors
 from mes.cli.db import bring_up, db_status, password_hint
 from mes.cli.plant import load_plant_file
 from mes.db import database_url
@@ -29,7 +29,7 @@ def _demo_orders() -> None:
     windows, each all or nothing and idempotent like their commands."""
     samples = sample_plant().parent
     products = read_products_file(samples / "products.toml")
-    with transaction() as session:
+    with administration() as (session, _person):
         loaded = load_products(session, products, source="sample products")
         orders = import_orders(session, samples / "orders.xml")
         windows = import_window_file(session, samples / "maintenance.json")

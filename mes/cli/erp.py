@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mes.cli.common import fail, moment, transaction, user_errors
+from mes.cli.common import acting_session, fail, moment, user_errors
 from transactional.erp_export import acknowledge, export_actuals, read_ack_file
 from transactional.erp_import import import_orders
 
@@ -22,8 +22,8 @@ def erp_import(
 ) -> None:
     """Import production orders from ERP (all or nothing; the same file again changes
     nothing; orders already started are not changed)."""
-    with transaction() as session:
-        report = import_orders(session, path)
+    with acting_session() as (opened, _person):
+        report = import_orders(opened, path)
     typer.echo(f"{path}: {report.summary()}")
     for label, codes in (("created", report.created), ("updated", report.updated)):
         if codes:
@@ -49,11 +49,11 @@ def erp_export(
         raise fail("give --out FILE.xml to export, or --ack FILE to mark confirmations")
     if ack is not None:
         acks = read_ack_file(ack)
-        with transaction() as session:
+        with acting_session() as (session, _person):
             report = acknowledge(session, acks)
         typer.echo(f"{ack}: {report.summary()}")
     if out is not None:
-        with transaction() as session:
+        with acting_session() as (session, _person):
             export, paths = export_actuals(session, out, moment("--since", since), all_records)
         typer.echo(export.summary())
         for path in paths:

@@ -7,14 +7,12 @@ from typing import Annotated
 
 import typer
 
-from mes.cli.common import By, acting_session, fail, moment, transaction, user_errors
+from mes.cli.common import acting_session, administration, moment, user_errors
 from mes.cli.common import session as opened_session
 from transactional import lots
-from transactional.audit import acting
 from transactional.exposure import exposed_lots
 from transactional.exposure import render as render_exposure
 from transactional.genealogy import DIRECTIONS, Direction, render, trace
-from transactional.labor import person_by_badge
 
 lot_app = typer.Typer(no_args_is_help=True, add_completion=False)
 trace_app = typer.Typer(add_completion=False)
@@ -41,7 +39,7 @@ def lot_location(
     name: Annotated[str, typer.Option(help="what people call it")] = "",
 ) -> None:
     """Add a storage location (a rack, a line-side buffer, the quarantine cage)."""
-    with transaction() as session:
+    with administration() as (session, _person):
         lots.add_location(session, code, name)
     typer.echo(f"storage location {code} added")
 
@@ -53,12 +51,12 @@ def lot_receive(
     material: Annotated[str, typer.Option(help="material code, e.g. STEEL-COIL")],
     quantity: Annotated[float, typer.Option(help="in the material's unit")],
     location: Annotated[str, typer.Option(help="storage location code")],
-    by: By,
 ) -> None:
     """Receive a lot of material into a storage location."""
-    with acting_session(by) as (session, person):
+    with acting_session() as (session, person):
         lot = lots.receive(session, code, material, quantity, location, person.id)
-        typer.echo(f"received {lots.describe(session, lot)}")
+        shown = f"received {lots.describe(session, lot)}"
+    typer.echo(shown)
 
 
 @lot_app.command("split")
@@ -67,15 +65,14 @@ def lot_split(
     code: Annotated[str, typer.Argument(help="the lot to split")],
     into: Annotated[list[str], typer.Option(
         metavar="CODE=QUANTITY", help="a new lot and its quantity; repeat for each")],
-    by: By,
 ) -> None:
     """Split quantities off a lot into new lots (same place, same status)."""
     parts = _split_parts(into)
-    with acting_session(by) as (session, person):
+    with acting_session() as (session, person):
         children = lots.split(session, code, parts, person.id)
-        for lot in children:
-            typer.echo(f"new {lots.describe(session, lot)}")
-        typer.echo(f"left {lots.describe(session, code)}")
+        shown = "\n".join([*(f"new {lots.describe(session, lot)}" for lot in children),
+                           f"left {lots.describe(session, code)}"])
+    typer.echo(shown)
 
 
 @lot_app.command("merge")
@@ -83,12 +80,12 @@ def lot_split(
 def lot_merge(
     codes: Annotated[list[str], typer.Argument(help="the lots to merge, whole")],
     into: Annotated[str, typer.Option(help="the new lot's code")],
-    by: By,
 ) -> None:
     """Merge whole lots of one material, status and location into a new lot."""
-    with acting_session(by) as (session, person):
+    with acting_session() as (session, person):
         lot = lots.merge(session, codes, into, person.id)
-        typer.echo(f"merged {', '.join(codes)} into {lots.describe(session, lot)}")
+        shown = f"merged {', '.join(codes)} into {lots.describe(session, lot)}"
+    typer.echo(shown)
 
 
 @lot_app.command("move")
@@ -96,12 +93,12 @@ def lot_merge(
 def lot_move(
     code: Annotated[str, typer.Argument(help="the lot to move")],
     location: Annotated[str, typer.Argument(help="where it goes")],
-    by: By,
 ) -> None:
     """Move a whole lot to another storage location."""
-    with acting_session(by) as (session, person):
+    with acting_session() as (session, person):
         lot = lots.move(session, code, location, person.id)
-        typer.echo(f"moved {lots.describe(session, lot)}")
+        shown = f"moved {lots.describe(session, lot)}"
+    typer.echo(shown)
 
 
 @lot_app.command("status")
@@ -110,12 +107,12 @@ def lot_status(
     code: Annotated[str, typer.Argument(help="the lot")],
     status: Annotated[str, typer.Argument(
         help="available, on_hold, quarantined or scrapped")],
-    by: By,
 ) -> None:
     """Hold, quarantine, release or scrap a lot."""
-    with acting_session(by) as (session, person):
+    with acting_session() as (session, person):
         lot = lots.set_status(session, code, status, person.id)
-        typer.echo(lots.describe(session, lot))
+        shown = lots.describe(session, lot)
+    typer.echo(shown)
 
 
 @lot_app.command("exposed")
@@ -127,22 +124,19 @@ def lot_exposed(
     until: Annotated[str | None, typer.Option(
         "--to", help="up to this time (default: now)")] = None,
     hold: Annotated[bool, typer.Option(
-        "--hold", help="put the lots still available on hold (needs --by)")] = False,
-    by: Annotated[str | None, typer.Option(
-        "--by", metavar="BADGE", help="badge of the person holding the lots")] = None,
+        "--hold", help="put the lots still available on hold, as the person logged in")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
 ) -> None:
     """Every lot made while a process value was out of its limits, and every lot made from
     one of them since (the reverse of a trace); optionally put them on hold."""
     start, end = moment("--from", since), moment("--to", until)
-    if hold and by is None:
-        raise fail("--hold needs --by BADGE: holding lots is recorded under a person")
-    with transaction() as session:
-        hold_by = None
-        if hold and by is not None:
-            hold_by = person_by_badge(session, by).id
-            acting(session, by)
-        found = exposed_lots(session, signal, start, end, hold_by)
+    if hold:
+        with acting_session() as (session, person):
+            found = exposed_lots(session, signal, start, end, person.id)
+    else:
+        with opened_session() as session:
+            found = exposed_lots(session, signal, start, end)
     typer.echo(json.dumps(found.to_json(), indent=1) if as_json else render_exposure(found))
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mes.cli.common import session, transaction, user_errors
+from mes.cli.common import acting_session, session, user_errors
 from transactional.maintenance import import_window_file, list_windows
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -22,7 +22,7 @@ def maintenance_import(
              "reason")],
 ) -> None:
     """Import maintenance windows (all or nothing; the same file again changes nothing)."""
-    with transaction() as opened:
+    with acting_session() as (opened, _person):
         report = import_window_file(opened, path)
     typer.echo(f"{path}: " + ("imported" if report.changed else "already up to date")
                + f"; {report.summary()}")

@@ -12,15 +12,16 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import typer
 
-from mes.cli.common import By, fail, user_errors
+from mes.cli.common import acting_session, fail, user_errors
 from mes.db import database_url
 from mes.settings import get_settings
 from pipelines import queries
 from pipelines.cli_keys import KPI_JSON_KEYS
-from pipelines.derive import classify_event
+from pipelines.derive import derive_again, stop_of
 from pipelines.instance import dagster_environment
 from pipelines.kpi import compute_kpis, sum_base
 from pipelines.materialize import derive_days
+from transactional.downtime import classify_stop
 
 derive_app = typer.Typer(add_completion=False)
 kpi_app = typer.Typer(add_completion=False)
@@ -169,14 +170,17 @@ def downtime_list(
 def downtime_classify(
     event: Annotated[int, typer.Argument(help="the event's number (mes downtime list)")],
     reason: Annotated[str, typer.Option(help="downtime reason code")],
-    by: By,
     note: Annotated[str | None, typer.Option(help="what happened, in words")] = None,
 ) -> None:
-    """Give a stop its reason (audited); the days it touches are derived again at once."""
-    days = classify_event(database_url(), event, reason, by, note=note,
-                          settings=None)
-    typer.echo(f"event {event} classified {reason} by {by}; KPIs derived again for "
-               + ", ".join(day.isoformat() for day in days))
+    """Give a stop its reason, as the person logged in (audited); the days it touches are
+    derived again at once."""
+    url = database_url()
+    stop = stop_of(url, event)
+    with acting_session() as (session, person):
+        classify_stop(session, stop.equipment_id, stop.started_at, reason, note)
+    derive_again(url, stop.days)
+    typer.echo(f"event {event} classified {reason} by {person.badge}; KPIs derived again for "
+               + ", ".join(day.isoformat() for day in stop.days))
 
 
 @pipelines_app.command("env")

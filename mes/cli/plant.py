@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mes.cli.common import transaction, user_errors
+from mes.cli.common import administration, user_errors
 from transactional.plant import LoadReport, load_plant
 from transactional.plant_file import read_plant_file
 from transactional.products import load_products, read_products_file
@@ -19,7 +19,7 @@ products_app = typer.Typer(no_args_is_help=True, add_completion=False)
 def load_plant_file(path: Path) -> LoadReport:
     """Read a plant file and load it in one transaction."""
     plant = read_plant_file(path)
-    with transaction() as session:
+    with administration() as (session, _person):
         return load_plant(session, plant, source=str(path))
 
 
@@ -36,12 +36,10 @@ def plant_load(path: Annotated[Path, typer.Argument(help="plant file, .toml or .
 @user_errors
 def products_load(
     path: Annotated[Path, typer.Argument(help="products file, .toml")],
-    by: Annotated[str, typer.Option(
-        help="who loads it, as the audit log names them")] = "products-file",
 ) -> None:
     """Load product definitions (all or nothing; loading them again changes nothing)."""
     products = read_products_file(path)
-    with transaction() as session:
-        report = load_products(session, products, source=str(path), actor=by)
+    with administration() as (session, _person):
+        report = load_products(session, products, source=str(path))
     typer.echo(f"{path}: " + ("loaded" if report.changed else "already up to date"))
     typer.echo(report.summary())

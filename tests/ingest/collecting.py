@@ -23,6 +23,8 @@ from ingest.tagmap import PlantSignal, TagMap, read_tag_map
 from mes.db import session_factory
 from mes.settings import Settings
 from tests.conftest import SAMPLE_PLANT
+from transactional.audit import acting
+from transactional.permissions import ADMINISTRATION
 from transactional.plant import load_plant
 from transactional.plant_file import PlantDefinition, read_plant_file
 
@@ -45,6 +47,7 @@ def in_event_loop(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, N
 def load_sample_plant(url: str) -> tuple[PlantDefinition, dict[str, PlantSignal]]:
     plant = read_plant_file(SAMPLE_PLANT)
     with session_factory(url)() as session, session.begin():
+        acting(session, ADMINISTRATION)
         load_plant(session, plant)
     with psycopg.connect(url) as conn:
         return plant, load_signal_map(conn)

@@ -86,9 +86,14 @@ name = "Other part"
 kind = "product"
 unit = "pcs"
 
+[[personnel_classes]]
+code = "OPERATOR"
+name = "Machine operator"
+
 [[personnel]]
 badge = "100"
 name = "Olga Operator"
+classes = ["OPERATOR"]
 
 [[sites]]
 code = "S"

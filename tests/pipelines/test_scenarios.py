@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.derive import classify_event
+from mes.db import session_factory
+from pipelines.derive import derive_again, stop_of
 from tests.pipelines.scenario import DAY, Raw, load_test_plant, local
+from transactional.audit import acting
+from transactional.downtime import classify_stop
 
 RUNNING, FAULT, OFF = 1, 5, 0
 
@@ -172,10 +175,14 @@ def test_a_late_reclassification_restates_the_kpis(raw: Raw) -> None:
                              (raw.ids["M1"],)).fetchone()
     assert event is not None
 
-    days = classify_event(raw.url, event[0], "PM", "100",
-                          now=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    stop = stop_of(raw.url, event[0], now=now)
+    with session_factory(raw.url)() as session, session.begin():
+        acting(session, "100")
+        classify_stop(session, stop.equipment_id, stop.started_at, "PM")
+    derive_again(raw.url, stop.days, now=now)
 
-    assert days == [DAY]
+    assert stop.days == [DAY]
     after = raw.kpi("M1", "shift", local(DAY, "06:00"))
     # Planned maintenance is not planned busy time: 6.5 h busy, all of it running.
     assert after["planned_busy_seconds"] == 6.5 * 3600

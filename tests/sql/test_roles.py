@@ -11,6 +11,8 @@ from psycopg import errors
 
 Conn = psycopg.Connection[tuple[object, ...]]
 WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
+# Password hashes and session tokens: read by the login service only, never by analysts.
+SECRETS = ("mes.credential", "mes.login_session")
 
 
 @contextmanager
@@ -102,7 +104,9 @@ def test_analyst_reads_everything_and_writes_nothing(db_admin: Conn) -> None:
             with pytest.raises(errors.InsufficientPrivilege):
                 conn.execute(statement)
     for relation in _relations(db_admin):
-        if relation.startswith(("mes.", "ts.", "erp.")):
+        if relation in SECRETS:
+            assert not _can(db_admin, "mes_analyst", relation, "SELECT"), relation
+        elif relation.startswith(("mes.", "ts.", "erp.")):
             assert _can(db_admin, "mes_analyst", relation, "SELECT"), relation
         assert not any(_can(db_admin, "mes_analyst", relation, p) for p in WRITES), relation
 
@@ -118,3 +122,25 @@ def test_app_changes_transactional_tables_but_not_time_series(db_admin: Conn) ->
                          "VALUES (now(), 1, 1)")
     row = db_admin.execute("SELECT name FROM mes.material_definition").fetchone()
     assert row == ("Steel sheet",)
+
+
+def test_app_cannot_change_people_roles_credentials_or_lot_quantities(db_admin: Conn) -> None:
+    """The application role acts; who people are, their classes and their passwords are
+    administration, and a lot's quantity is only the sum of its movements."""
+    db_admin.execute("SELECT set_config('mes.actor', 'mes-admin', false)")
+    db_admin.execute("INSERT INTO mes.person (badge, name) VALUES ('7', 'Seven')")
+    with acting_as(db_admin, "mes_app") as conn:
+        for statement in (
+            "INSERT INTO mes.person (badge, name) VALUES ('8', 'Eight')",
+            "UPDATE mes.person SET name = 'x'",
+            "INSERT INTO mes.personnel_class (code, name, role) VALUES ('A', 'A', 'administrator')",
+            "DELETE FROM mes.person_class_membership",
+            "UPDATE mes.credential SET password_hash = 'x'",
+            "INSERT INTO mes.credential (person_id, password_hash) VALUES (1, 'x')",
+            "UPDATE mes.material_lot SET quantity = 999",
+            "UPDATE mes.login_session SET person_id = 1",
+        ):
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute(statement)
+    assert db_admin.execute("SELECT name FROM mes.person WHERE badge = '7'").fetchone() == (
+        "Seven",)

@@ -6,17 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.transactional.shop_floor import (
-    CERTIFIED,
-    ORDER,
-    STAMPING,
-    ShopFloor,
-    acting_as,
-    build,
-    set_order_status,
-    sign_on_directly,
-)
-from transactional.orders import start_run
+from tests.transactional.shop_floor import ShopFloor, build, stamping_run
 
 
 @pytest.fixture
@@ -28,7 +18,4 @@ def floor(session: Session) -> ShopFloor:
 @pytest.fixture
 def run_id(session: Session, floor: ShopFloor) -> int:
     """Operation 10 of order 4711 running on PRESS-1, operator 1001."""
-    set_order_status(session, "released")
-    sign_on_directly(session, CERTIFIED, "PRESS-1")
-    with acting_as(session, CERTIFIED):
-        return start_run(session, ORDER, STAMPING, "PRESS-1", CERTIFIED).id
+    return stamping_run(session)

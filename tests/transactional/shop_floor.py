@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import SAMPLE_PLANT
 from transactional.audit import acting
+from transactional.identity import set_password
 from transactional.models import (
     BomItem,
     Certification,
+    Credential,
     Document,
     DocumentRevision,
     InspectionPlan,
@@ -82,7 +84,7 @@ def material_id(session: Session, code: str) -> int:
 def build(session: Session) -> ShopFloor:
     """Load everything in one committed transaction, acting as 'setup'."""
     with session.begin():
-        acting(session, "setup")
+        acting(session, "mes-admin")
         load_plant(session, read_plant_file(SAMPLE_PLANT))
         certification = Certification(code="PRESS-OPERATOR", name="Press operator")
         document = Document(code="WI-PRESS", title="Stamping brackets on a press")
@@ -135,14 +137,14 @@ def build(session: Session) -> ShopFloor:
 
 def set_order_status(session: Session, status: str) -> None:
     with session.begin():
-        acting(session, "setup")
+        acting(session, "mes-admin")
         session.execute(text("UPDATE mes.work_order SET status = :s WHERE code = :c"),
                         {"s": status, "c": ORDER})
 
 
 def sign_on_directly(session: Session, badge: str, machine_code: str) -> None:
     with session.begin():
-        acting(session, "setup")
+        acting(session, "mes-admin")
         machine = session.execute(text("SELECT id FROM mes.equipment WHERE code = :c"),
                                   {"c": machine_code}).scalar_one()
         session.add(LaborSession(person_id=person_id(session, badge), equipment_id=machine))
@@ -153,7 +155,7 @@ def add_lot(session: Session, code: str, run_id: int | None, quantity: float = 0
     """A lot at WIP-L1, as produced by the run if one is given; its quantity comes from a
     movement, as the database keeps it."""
     with session.begin():
-        acting(session, "setup")
+        acting(session, "mes-admin")
         location = session.scalars(
             select(StorageLocation.id).where(StorageLocation.code == "WIP-L1")).one()
         lot = MaterialLot(code=code, material_id=material_id(session, material),
@@ -165,3 +167,33 @@ def add_lot(session: Session, code: str, run_id: int | None, quantity: float = 0
                                     quantity=quantity, location_id=location, run_id=run_id))
             session.flush()
         return lot.id
+
+
+PASSWORD = "correct horse battery"
+
+
+def give_password(session: Session, badge: str) -> None:
+    """Set `badge`'s password (PASSWORD) in a committed transaction of its own, as
+    administration does, unless it has one."""
+    with Session(session.get_bind()) as admin, admin.begin():
+        person = admin.scalars(select(Person).where(Person.badge == badge)).one()
+        if admin.get(Credential, person.id) is None:
+            acting(admin, "mes-admin")
+            set_password(admin, badge, PASSWORD)
+
+
+def stamping_run(session: Session) -> int:
+    """Operation 10 of order 4711 running on PRESS-1, operator 1001: its id."""
+    from transactional.orders import start_run
+
+    set_order_status(session, "released")
+    sign_on_directly(session, CERTIFIED, "PRESS-1")
+    with acting_as(session, CERTIFIED):
+        return start_run(session, ORDER, STAMPING, "PRESS-1", CERTIFIED).id
+
+
+def fresh_lot(session: Session, code: str) -> MaterialLot:
+    """The lot as the database holds it now."""
+    with session.begin():
+        return session.scalars(select(MaterialLot).where(MaterialLot.code == code)
+                               .execution_options(populate_existing=True)).one()

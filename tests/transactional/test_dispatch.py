@@ -60,8 +60,9 @@ class Floor:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        acting(session, "mes-admin")
         load_plant(session, read_plant_file(SAMPLE_PLANT))
-        acting(session, "planner")
+        acting(session, "4001")  # the planner
         self.store = StorageLocation(code="RM", name="Raw material store")
         session.add(self.store)
         session.flush()

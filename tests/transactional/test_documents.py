@@ -112,7 +112,7 @@ def test_documents_are_audited_under_the_badge(session: Session, floor: ShopFloo
         rows = session.execute(
             select(AuditLog.table_name, AuditLog.action, AuditLog.actor, AuditLog.after)
             .where(AuditLog.table_name.in_(["document", "document_revision"]),
-                   AuditLog.actor != "setup")
+                   AuditLog.actor != "mes-admin")
             .order_by(AuditLog.id)).all()
     assert [(r.table_name, r.action, r.actor) for r in rows] == [
         ("document", "insert", QUALITY),

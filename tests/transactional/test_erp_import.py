@@ -5,7 +5,7 @@ started is not changed from ERP."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,10 +34,14 @@ DUE = "2026-03-04T22:00:00+01:00"
 CET = dt.timezone(dt.timedelta(hours=1))
 
 
+PLANNER = "4001"  # imports run as the planner logged in
+
+
 @pytest.fixture
 def products_url(db_url: str) -> str:
     """A database with the sample plant and the sample products."""
     with session_factory(db_url)() as session, session.begin():
+        acting(session, "mes-admin")
         load_plant(session, read_plant_file(SAMPLE_PLANT))
         load_products(session, read_products_file(SAMPLES / "products.toml"))
     return db_url
@@ -45,6 +49,7 @@ def products_url(db_url: str) -> str:
 
 def run_import(url: str, path: Path) -> ImportReport:
     with session_factory(url)() as session, session.begin():
+        acting(session, PLANNER)
         return import_orders(session, path)
 
 
@@ -113,7 +118,7 @@ def test_created_orders_are_audited_as_the_erp_import(products_url: str) -> None
         logged = conn.execute(text(
             "SELECT actor, action, after->>'code', after->>'status' FROM mes.audit_log "
             "WHERE table_name = 'work_order' ORDER BY id")).all()
-    assert [tuple(row) for row in logged] == [("erp-import", "insert", code, "created")
+    assert [tuple(row) for row in logged] == [(PLANNER, "insert", code, "created")
                                               for code in ("4711", "4712", "4713")]
 
 
@@ -169,8 +174,8 @@ def test_a_changed_order_not_yet_started_is_updated(products_url: str, tmp_path:
             "a.before->>'priority', a.after->>'priority' FROM mes.audit_log a "
             "JOIN mes.work_order o ON o.id::text = a.record_id "
             "WHERE a.table_name = 'work_order' AND a.action = 'update' "
-            "AND a.actor = 'erp-import' AND o.code = '4711'")).one()
-    assert tuple(update) == ("erp-import", "500", "600", "2", "5")
+            "AND a.actor = '4001' AND o.code = '4711'")).one()
+    assert tuple(update) == (PLANNER, "500", "600", "2", "5")
 
 
 @pytest.mark.parametrize("status", ["in_progress", "on_hold", "completed", "closed",
@@ -369,11 +374,14 @@ def test_the_sample_xml_is_valid_b2mml() -> None:
     assert [o.code for o in read_order_file(SAMPLES / "orders.xml")] == ["4711", "4712", "4713"]
 
 
-def test_cli_imports_and_refuses(use_database: str, tmp_path: Path) -> None:
+def test_cli_imports_and_refuses(use_database: str, tmp_path: Path,
+                                 log_in: Callable[..., None]) -> None:
     with session_factory(use_database)() as session, session.begin():
+        acting(session, "mes-admin")
         load_plant(session, read_plant_file(SAMPLE_PLANT))
         load_products(session, read_products_file(SAMPLES / "products.toml"))
     runner = CliRunner()
+    log_in(PLANNER)
 
     first = runner.invoke(app, ["erp", "import", str(SAMPLES / "orders.xml")])
     assert first.exit_code == 0, first.output

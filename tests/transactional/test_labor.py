@@ -76,14 +76,14 @@ def test_what_cannot_be_signed_on_or_off(session: Session, floor: ShopFloor) -> 
             acting_as(session, CERTIFIED):
         sign_off(session, CERTIFIED)
     with pytest.raises(NotFound, match="no person with badge 9999"), \
-            acting_as(session, CERTIFIED):
+            acting_as(session, SUPERVISOR):
         sign_on(session, "9999", "PRESS-1")
     with pytest.raises(NotFound, match="no machine PRESS-9"), acting_as(session, CERTIFIED):
         sign_on(session, CERTIFIED, "PRESS-9")
     with pytest.raises(RuleViolation, match="L1 is a work center, not a machine"), \
             acting_as(session, CERTIFIED):
         sign_on(session, CERTIFIED, "L1")
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         session.execute(text("UPDATE mes.person SET active = false WHERE badge = '1002'"))
     with pytest.raises(NotPermitted, match=r"badge 1002 .* is not active"), \
             acting_as(session, EXPIRED):
@@ -105,7 +105,7 @@ def test_labor_is_audited_under_the_badge(session: Session, floor: ShopFloor) ->
 def test_labor_hours_are_the_overlap_with_the_run_against_standard_time(
         session: Session, floor: ShopFloor) -> None:
     """The run went from 08:00 to 10:00 on PRESS-1 and made 1500 good brackets."""
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         ids = {badge: person_id(session, badge)
                for badge in (CERTIFIED, EXPIRED, SUPERVISOR, QUALITY)}
         machines = {code: machine_id for code, machine_id in session.execute(
@@ -144,7 +144,7 @@ def test_labor_hours_are_the_overlap_with_the_run_against_standard_time(
 
 
 def test_a_run_nobody_worked_on_has_no_efficiency(session: Session, floor: ShopFloor) -> None:
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         run_id = session.execute(text(
             "INSERT INTO mes.operation_run (work_order_id, operation_id, equipment_id, "
             "operator_id, planned_quantity) VALUES ((SELECT id FROM mes.work_order), :op, "

@@ -56,6 +56,7 @@ class Routing:
 
 def setup_plant(session: Session) -> None:
     """The sample plant plus storage locations, committed."""
+    acting(session, "mes-admin")
     load_plant(session, read_plant_file(SAMPLE_PLANT))
     for code, name in LOCATIONS.items():
         lots.add_location(session, code, name)
@@ -75,7 +76,7 @@ def _id(session: Session, model: type[MaterialDefinition] | type[Equipment], cod
 def setup_routing(session: Session, work_order: str = "WO-4711") -> Routing:
     """Product BRACKET-A: 10 STAMP (coil -> raw brackets), 20 PAINT (raw -> painted), each
     with a bill of materials and an inspection plan, and a released work order; committed."""
-    acting(session, "setup")
+    acting(session, "mes-admin")
     material = {code: _id(session, MaterialDefinition, code)
                 for code in ("STEEL-COIL", "BRACKET-RAW", "BRACKET-A")}
     product = ProductDefinition(code="BRACKET-A", name="Bracket A",
@@ -118,7 +119,7 @@ def start_run(session: Session, routing: Routing, operation_id: int, machine: st
 
 
 def finish_run(session: Session, run_id: int, good: float) -> None:
-    acting(session, "setup")
+    acting(session, "mes-admin")
     run = session.get(OperationRun, run_id)
     assert run is not None
     run.status, run.good_quantity = "completed", good
@@ -667,7 +668,7 @@ def test_lot_changes_are_in_the_audit_log_with_who(plant: Session, routing: Rout
 
 # --- the `mes lot` commands --------------------------------------------------------------------
 
-def test_lot_commands(use_database: str) -> None:
+def test_lot_commands(use_database: str, log_in: Callable[..., None]) -> None:
     with session_factory(use_database)() as session:
         setup_plant(session)
     runner = CliRunner()
@@ -677,34 +678,43 @@ def test_lot_commands(use_database: str) -> None:
         assert result.exit_code == 0, result.output
         return result.output
 
+    log_in("1001")
     out = mes("lot", "receive", "COIL-1", "--material", "STEEL-COIL", "--quantity", "500",
-              "--location", "RM-STORE", "--by", "1001")
+              "--location", "RM-STORE")
     assert "received lot COIL-1: 500 kg of STEEL-COIL, available, at RM-STORE" in out
-    out = mes("lot", "split", "COIL-1", "--into", "COIL-1A=120", "--into", "COIL-1B=80",
-              "--by", "1001")
+    out = mes("lot", "split", "COIL-1", "--into", "COIL-1A=120", "--into", "COIL-1B=80")
     assert "new lot COIL-1A: 120 kg" in out and "new lot COIL-1B: 80 kg" in out
     assert "left lot COIL-1: 300 kg" in out
-    out = mes("lot", "merge", "COIL-1A", "COIL-1B", "--into", "COIL-M", "--by", "1001")
+    out = mes("lot", "merge", "COIL-1A", "COIL-1B", "--into", "COIL-M")
     assert "merged COIL-1A, COIL-1B into lot COIL-M: 200 kg of STEEL-COIL" in out
-    out = mes("lot", "move", "COIL-M", "LINE-1", "--by", "1002")
+    log_in("1002")
+    out = mes("lot", "move", "COIL-M", "LINE-1")
     assert "moved lot COIL-M: 200 kg of STEEL-COIL, available, at LINE-1" in out
-    out = mes("lot", "status", "COIL-M", "on-hold", "--by", "2001")
+    log_in("2001")
+    out = mes("lot", "status", "COIL-M", "on-hold")
     assert "lot COIL-M: 200 kg of STEEL-COIL, on hold, at LINE-1" in out
-    out = mes("lot", "location", "DOCK-2", "--name", "Receiving dock 2")
-    assert "storage location DOCK-2 added" in out
-
-    refused = runner.invoke(app, ["lot", "status", "COIL-1A", "available", "--by", "2001"])
+    refused = runner.invoke(app, ["lot", "status", "COIL-1A", "available"])
     assert refused.exit_code == 1
     assert "lot COIL-1A cannot go from consumed to available" in refused.output
-    unknown = runner.invoke(app, ["lot", "move", "COIL-M", "RM-STORE", "--by", "9999"])
-    assert unknown.exit_code == 1 and "no person with badge 9999" in unknown.output
-    bad = runner.invoke(app, ["lot", "split", "COIL-M", "--into", "X", "--by", "1001"])
+    log_in("1002")
+    no_role = runner.invoke(app, ["lot", "status", "COIL-M", "available"])
+    assert no_role.exit_code == 1
+    assert "1002 (Ben Okafor) may not release a lot from hold or quarantine: it needs the " \
+           "role quality" in no_role.output
+    bad = runner.invoke(app, ["lot", "split", "COIL-M", "--into", "X"])
     assert bad.exit_code != 0 and "CODE=QUANTITY" in bad.output
+    mes("logout")
+    unknown = runner.invoke(app, ["lot", "move", "COIL-M", "RM-STORE"])
+    assert unknown.exit_code == 1 and "nobody is logged in" in unknown.output
+    # Administration with the owner's credentials, nobody logged in: the `mes-admin` account.
+    out = mes("lot", "location", "DOCK-2", "--name", "Receiving dock 2")
+    assert "storage location DOCK-2 added" in out
 
     with engine(use_database).connect() as conn:
         held = conn.execute(text(
             "SELECT status, quantity FROM mes.material_lot WHERE code = 'COIL-M'")).one()
         actors = conn.execute(text(
-            "SELECT DISTINCT actor FROM mes.audit_log ORDER BY actor")).scalars().all()
+            "SELECT DISTINCT actor FROM mes.audit_log WHERE actor NOT IN "
+            "('mes-admin', 'mes-login') ORDER BY actor")).scalars().all()
     assert tuple(held) == ("on_hold", 200)
     assert actors == ["1001", "1002", "2001"]

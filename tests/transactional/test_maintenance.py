@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ from typer.testing import CliRunner
 from mes.cli import app
 from mes.db import session_factory
 from tests.conftest import REPO, SAMPLE_PLANT
+from transactional.audit import acting
 from transactional.maintenance import (
+    ImportReport,
     MaintenanceFileError,
     import_window_file,
     list_windows,
@@ -32,7 +35,10 @@ GOOD: dict[str, object] = {
 
 @pytest.fixture
 def plant(session: Session) -> Session:
+    acting(session, "mes-admin")
     load_plant(session, read_plant_file(SAMPLE_PLANT))
+    session.commit()
+    acting(session, "5001")  # maintenance imports the CMMS's windows
     session.commit()
     return session
 
@@ -52,11 +58,19 @@ def windows_in_db(session: Session) -> list[tuple[object, ...]]:
 
 
 def audit_count(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(AuditLog)) or 0
+    """Audit records of maintenance windows (loading the plant audits its people too)."""
+    return session.scalar(select(func.count()).select_from(AuditLog)
+                          .where(AuditLog.table_name == "maintenance_window")) or 0
+
+
+def import_as_maintenance(plant: Session, path: Path) -> ImportReport:
+    """An import as the maintenance technician logged in (each transaction names them)."""
+    acting(plant, "5001")
+    return import_window_file(plant, path)
 
 
 def test_sample_json_imports_and_the_csv_twin_changes_nothing(plant: Session) -> None:
-    report = import_window_file(plant, SAMPLE_JSON)
+    report = import_as_maintenance(plant, SAMPLE_JSON)
     plant.commit()
 
     assert sorted(report.created) == ["PM-2026-0412", "PM-2026-0413", "PM-2026-0420"]
@@ -66,7 +80,7 @@ def test_sample_json_imports_and_the_csv_twin_changes_nothing(plant: Session) ->
          dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC), "Hydraulic oil and filter change")]
 
     before, audited = windows_in_db(plant), audit_count(plant)
-    again = import_window_file(plant, SAMPLE_CSV)
+    again = import_as_maintenance(plant, SAMPLE_CSV)
     plant.commit()
     assert not again.changed
     assert len(again.unchanged) == 3
@@ -77,19 +91,19 @@ def test_sample_json_imports_and_the_csv_twin_changes_nothing(plant: Session) ->
 def test_reimport_is_idempotent_and_a_changed_window_is_updated(plant: Session,
                                                                 tmp_path: Path) -> None:
     path = write_json(tmp_path, [GOOD, {**GOOD, "id": "PM-2", "machine": "PRESS-2"}])
-    import_window_file(plant, path)
+    import_as_maintenance(plant, path)
     plant.commit()
     first = windows_in_db(plant)
     row_id = plant.scalar(select(MaintenanceWindow.id)
                           .where(MaintenanceWindow.external_id == "PM-1"))
 
-    assert not import_window_file(plant, path).changed
+    assert not import_as_maintenance(plant, path).changed
     plant.commit()
     assert windows_in_db(plant) == first
 
     moved = {**GOOD, "ends_at": "2026-12-01T12:30:00+01:00", "machine": "PRESS-2",
              "reason": "Oil change and seals"}
-    report = import_window_file(plant, write_json(tmp_path, [moved]))
+    report = import_as_maintenance(plant, write_json(tmp_path, [moved]))
     plant.commit()
     assert report.updated == ["PM-1"]
     window = plant.scalars(select(MaintenanceWindow)
@@ -104,15 +118,15 @@ def test_reimport_is_idempotent_and_a_changed_window_is_updated(plant: Session,
 
 
 def test_every_change_is_audited_as_the_cmms_import(plant: Session, tmp_path: Path) -> None:
-    import_window_file(plant, write_json(tmp_path, [GOOD]))
+    import_as_maintenance(plant, write_json(tmp_path, [GOOD]))
     plant.commit()
-    import_window_file(plant, write_json(tmp_path, [{**GOOD, "reason": "Seals"}]))
+    import_as_maintenance(plant, write_json(tmp_path, [{**GOOD, "reason": "Seals"}]))
     plant.commit()
 
     records = plant.scalars(select(AuditLog).where(AuditLog.table_name == "maintenance_window")
                             .order_by(AuditLog.id)).all()
-    assert [(r.actor, r.action) for r in records] == [("cmms-import", "insert"),
-                                                      ("cmms-import", "update")]
+    assert [(r.actor, r.action) for r in records] == [("5001", "insert"),
+                                                      ("5001", "update")]
     assert records[1].before is not None and records[1].after is not None
     assert (records[1].before["reason"], records[1].after["reason"]) == ("Oil change", "Seals")
 
@@ -147,7 +161,7 @@ def test_a_bad_window_refuses_the_whole_file(plant: Session, tmp_path: Path, cas
     # A good window comes first: it must not be written either.
     path = write_json(tmp_path, [GOOD, bad])
     with pytest.raises(MaintenanceFileError) as refused:
-        import_window_file(plant, path)
+        import_as_maintenance(plant, path)
     plant.rollback()
 
     message = str(refused.value)
@@ -175,15 +189,18 @@ def test_unreadable_files_are_refused(plant: Session, tmp_path: Path, name: str,
     path = tmp_path / name
     path.write_text(content)
     with pytest.raises(MaintenanceFileError, match="nothing was written") as refused:
-        import_window_file(plant, path)
+        import_as_maintenance(plant, path)
     plant.rollback()
     assert expected in str(refused.value)
     assert windows_in_db(plant) == []
 
 
 def test_command_imports_lists_and_refuses(plant: Session, use_database: str,
-                                           tmp_path: Path) -> None:
+                                           tmp_path: Path,
+                                           log_in: Callable[..., None]) -> None:
     runner = CliRunner()
+    plant.rollback()
+    log_in("5001")
     result = runner.invoke(app, ["maintenance", "import", str(SAMPLE_CSV)])
     assert result.exit_code == 0, result.output
     assert "3 windows: 3 new, 0 updated, 0 unchanged" in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from mes.cli import app
+from tests.conftest import PASSWORD
 from tests.transactional.shop_floor import (
     CERTIFIED,
     EXPIRED,
@@ -230,10 +232,12 @@ def test_a_machine_of_the_wrong_type_or_no_machine_is_refused(
     with pytest.raises(NotFound, match="order 4711 has no operation 30"), \
             acting_as(session, CERTIFIED):
         start_run(session, ORDER, "30", "PRESS-1", CERTIFIED)
-    # The painting operation needs no certification or instruction: it runs on PAINT-1.
-    with acting_as(session, CERTIFIED):
-        run = start_run(session, ORDER, PAINTING, "PAINT-1", CERTIFIED)
-    assert run.document_revision_id is None
+    # The painting operation needs no certification or instruction, but stamping has to
+    # have made something first.
+    with pytest.raises(RuleViolation, match="operation 20 of order 4711 cannot start: "
+                       "operation 10 \\(Stamp\\) has produced nothing yet"), \
+            acting_as(session, CERTIFIED):
+        start_run(session, ORDER, PAINTING, "PAINT-1", CERTIFIED)
 
 
 def test_an_operator_who_is_not_signed_on_at_the_machine_is_refused(
@@ -276,7 +280,7 @@ def test_a_certification_not_yet_valid_is_refused_and_one_valid_today_allowed(
         session: Session, floor: ShopFloor) -> None:
     set_order_status(session, "released")
     sign_on_directly(session, EXPIRED, "PRESS-1")
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         session.execute(text(
             "UPDATE mes.person_certification SET valid_from = current_date + 1, "
             "valid_until = NULL WHERE person_id = (SELECT id FROM mes.person "
@@ -286,7 +290,7 @@ def test_a_certification_not_yet_valid_is_refused_and_one_valid_today_allowed(
         start_run(session, ORDER, STAMPING, "PRESS-1", EXPIRED)
 
     # Valid from today, until today: both ends count.
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         session.execute(text(
             "UPDATE mes.person_certification SET valid_from = current_date, "
             "valid_until = current_date WHERE person_id = (SELECT id FROM mes.person "
@@ -300,7 +304,7 @@ def test_a_run_without_a_released_work_instruction_is_refused(
         session: Session, floor: ShopFloor) -> None:
     set_order_status(session, "released")
     sign_on_directly(session, CERTIFIED, "PRESS-1")
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         session.execute(text("UPDATE mes.document_revision SET status = 'superseded'"))
 
     with pytest.raises(RuleViolation, match=(
@@ -372,7 +376,7 @@ def test_actuals_against_plan_and_standard(session: Session, floor: ShopFloor) -
     with acting_as(session, CERTIFIED):
         complete_run(session, run_id, CERTIFIED)
     # 80 good in 200 s: 2.5 s each against a standard of 2.0 s.
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         session.execute(text("UPDATE mes.operation_run SET started_at = ended_at - "
                              "interval '200 seconds' WHERE id = :id"), {"id": run_id})
     with session.begin():
@@ -406,7 +410,7 @@ def test_orders_and_runs_are_audited_under_the_acting_badge(
         rows = session.execute(
             select(AuditLog.table_name, AuditLog.action, AuditLog.actor, AuditLog.after)
             .where(AuditLog.table_name.in_(["work_order", "operation_run"]),
-                   AuditLog.actor != "setup")
+                   AuditLog.actor != "mes-admin")
             .order_by(AuditLog.id)).all()
     assert [(r.table_name, r.action, r.actor) for r in rows] == [
         ("work_order", "update", SUPERVISOR),          # released
@@ -492,61 +496,76 @@ def test_an_output_lot_needs_a_location(session: Session, floor: ShopFloor) -> N
 # --- the command line ---------------------------------------------------------------------
 
 def test_a_shift_on_the_command_line(session: Session, floor: ShopFloor, use_database: str,
-                                     tmp_path: Path) -> None:
+                                     tmp_path: Path, log_in: Callable[..., None]) -> None:
+    """Each person logs in at the terminal and acts as themselves; nobody types another's
+    badge to act as them any more."""
     runner = CliRunner()
 
-    def mes(*args: str, fails: bool = False) -> str:
-        result = runner.invoke(app, list(args))
+    def mes(*args: str, fails: bool = False, password: str | None = None) -> str:
+        given = None if password is None else password + "\n"
+        result = runner.invoke(app, list(args), input=given)
         assert result.exit_code == (1 if fails else 0), result.output
         return result.output
 
+    assert "nobody is logged in" in mes("order", "release", "4711", fails=True)
+    log_in("1001")
     assert "1001 signed on at PRESS-1" in mes("labor", "on", "1001", "PRESS-1")
-    assert "order 4711: released (version 2)" in mes("order", "release", "4711", "--by", "3001")
-    assert "cannot go from released to closed" in mes("order", "close", "4711", "--by", "3001",
-                                                      fails=True)
-    started = mes("run", "start", "4711", "10", "PRESS-1", "--by", "1001")
+    assert "1001 (Ana Lopez) may not release an order: it needs the role planner or " \
+           "supervisor" in mes("order", "release", "4711", fails=True)
+    log_in("3001")
+    assert "order 4711: released (version 2)" in mes("order", "release", "4711")
+    assert "cannot go from released to closed" in mes("order", "close", "4711", fails=True)
+    log_in("1001")
+    started = mes("run", "start", "4711", "10", "PRESS-1")
     assert "run 1 started: operation 10 of order 4711 on PRESS-1, operator 1001" in started
     assert "Rev 1: load coil, check die, stamp." in started
     assert "run 1: 50 good, 1 scrap of 100 planned" in mes(
-        "run", "report", "1", "--good", "50", "--scrap", "1", "--by", "1001")
+        "run", "report", "1", "--good", "50", "--scrap", "1")
     assert "'hole diameter' needs 2 samples, 0 recorded" in mes(
-        "run", "complete", "1", "--by", "1001", fails=True)
+        "run", "complete", "1", fails=True)
 
-    flagged = mes("inspect", "1", "hole diameter", "1", "10.3", "--by", "1001")
+    flagged = mes("inspect", "1", "hole diameter", "1", "10.3")
     code = re.search(r"OUT OF SPEC: (NCR-\d{6}): 'hole diameter' measured 10.3, spec "
                      r"9.9..10.1; order 4711 on PRESS-1, operator 1001", flagged)
     assert code is not None, flagged
-    assert "within spec" in mes("inspect", "1", "hole diameter", "2", "10.0", "--by", "1001")
-    mes("inspect", "1", "flatness", "1", "0.1", "--by", "1001")
-    assert "may not disposition" in mes("ncr", "disposition", code[1], "use-as-is", "--by",
-                                        "1001", "--meaning", "fine", fails=True)
-    assert f"{code[1]}: use_as_is, signed by 2001" in mes(
-        "ncr", "disposition", code[1], "use-as-is", "--by", "2001", "--meaning",
-        "approved for use as is")
+    assert "within spec" in mes("inspect", "1", "hole diameter", "2", "10.0")
+    mes("inspect", "1", "flatness", "1", "0.1")
+    assert "may not disposition a nonconformance" in mes(
+        "ncr", "disposition", code[1], "use-as-is", "--meaning", "fine", "--password-stdin",
+        fails=True, password=PASSWORD)
+    log_in("2001")
+    assert "signing needs your password" in mes(
+        "ncr", "disposition", code[1], "use-as-is", "--meaning", "approved for use as is",
+        "--password-stdin", fails=True, password="")
+    signed = mes("ncr", "disposition", code[1], "use-as-is", "--meaning",
+                 "approved for use as is", "--password-stdin", password=PASSWORD)
+    assert f"{code[1]}: use_as_is, signature 1 signed by Chen Wei (2001) at " in signed
+    assert "meaning: 'approved for use as is'" in signed
     assert f"matches {code[1]} as signed" in mes("ncr", "verify", code[1])
+    assert "signed by Chen Wei (2001)" in mes("ncr", "show", code[1])
 
+    log_in("1001")
     mes("lot", "receive", "COIL-9", "--material", "STEEL-COIL", "--quantity", "100",
-        "--location", "WIP-L1", "--by", "1001")
+        "--location", "WIP-L1")
     assert "run 1: 20 taken from lot COIL-9, 80 left (available)" in mes(
-        "run", "consume", "1", "COIL-9", "20", "--by", "1001")
-    assert "wanted" in mes("run", "consume", "1", "COIL-9", "200", "--by", "1001", fails=True)
-    completed = mes("run", "complete", "1", "--by", "1001", "--lot", "BRK-1",
-                    "--location", "WIP-L1")
+        "run", "consume", "1", "COIL-9", "20")
+    assert "wanted" in mes("run", "consume", "1", "COIL-9", "200", fails=True)
+    completed = mes("run", "complete", "1", "--lot", "BRK-1", "--location", "WIP-L1")
     assert "run 1 (completed): 50 good, 1 scrap of 100 planned (-50.0 %)" in completed
     assert "output lot BRK-1" in completed
     assert "1001 signed off after" in mes("labor", "off", "1001")
     assert "consumed 20 kg in run 1 <- COIL-9" in mes("trace", "BRK-1", "--backward")
 
+    log_in("3001")
     instruction = tmp_path / "wi-press-2.txt"
     instruction.write_text("Rev 2: deburr the edge as well.")
-    assert "WI-PRESS revision 2: draft" in mes("doc", "add", "WI-PRESS", str(instruction),
-                                               "--by", "3001")
-    assert "WI-PRESS revision 2: released" in mes("doc", "release", "WI-PRESS", "2",
-                                                  "--by", "3001")
+    assert "WI-PRESS revision 2: draft" in mes("doc", "add", "WI-PRESS", str(instruction))
+    assert "WI-PRESS revision 2: released" in mes("doc", "release", "WI-PRESS", "2")
     assert "Rev 2: deburr" in mes("doc", "show", "WI-PRESS")
-    assert "no person with badge 9999" in mes("order", "hold", "4711", "--by", "9999",
-                                              fails=True)
+    assert "logged out" in mes("logout")
+    assert "nobody is logged in" in mes("order", "hold", "4711", fails=True)
 
     with session.begin():
-        actors = set(session.scalars(select(AuditLog.actor).where(AuditLog.actor != "setup")))
+        actors = set(session.scalars(select(AuditLog.actor).where(
+            AuditLog.actor.not_in(("mes-admin", "mes-login")))))
     assert actors == {"1001", "2001", "3001"}

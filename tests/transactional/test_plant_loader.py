@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from mes.cli import app
 from mes.db import engine, session_factory
 from tests.conftest import SAMPLE_PLANT
+from transactional.audit import acting
 from transactional.plant import LoadReport, load_plant
 from transactional.plant_file import PlantFileError, read_plant_file
 
@@ -33,6 +34,7 @@ def snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
 def load(url: str, path: Path) -> LoadReport:
     plant = read_plant_file(path)
     with session_factory(url)() as session, session.begin():
+        acting(session, "mes-admin")
         return load_plant(session, plant)
 
 

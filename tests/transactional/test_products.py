@@ -33,6 +33,7 @@ PRODUCT_TABLES = ("certification", "person_certification", "document", "document
 def plant_url(db_url: str) -> str:
     """A database holding the sample plant (materials, lines, people)."""
     with session_factory(db_url)() as session, session.begin():
+        acting(session, "mes-admin")
         load_plant(session, read_plant_file(SAMPLE_PLANT))
     return db_url
 
@@ -40,6 +41,7 @@ def plant_url(db_url: str) -> str:
 def load(url: str, path: Path = SAMPLE_PRODUCTS) -> LoadReport:
     products = read_products_file(path)
     with session_factory(url)() as session, session.begin():
+        acting(session, "mes-admin")
         return load_products(session, products, source=path.name)
 
 
@@ -124,12 +126,14 @@ def test_sample_products_load_with_routing_bom_inspections(plant_url: str) -> No
 def test_audited_rows_name_who_loaded_them(plant_url: str) -> None:
     products = read_products_file(SAMPLE_PRODUCTS)
     with session_factory(plant_url)() as session, session.begin():
-        load_products(session, products, actor="3001")
+        acting(session, "9001")  # the administrator, logged in
+        load_products(session, products)
     with engine(plant_url).connect() as conn:
         logged = conn.execute(text(
-            "SELECT table_name, count(*) FROM mes.audit_log WHERE actor = '3001' "
+            "SELECT table_name, count(*) FROM mes.audit_log WHERE actor = '9001' "
             "AND action = 'insert' GROUP BY table_name")).all()
-    assert dict(logged) == {"document": 2, "document_revision": 2, "person_certification": 3}
+    assert dict(logged) == {"document": 2, "document_revision": 2, "person_certification": 3,
+                            "inspection_plan": 4}
 
 
 def test_loading_twice_changes_nothing(plant_url: str) -> None:
@@ -328,6 +332,7 @@ def _run_stamping_of_bracket_a(session: Session) -> None:
 
 def test_cli_loads_and_refuses(use_database: str, tmp_path: Path) -> None:
     with session_factory(use_database)() as session, session.begin():
+        acting(session, "mes-admin")
         load_plant(session, read_plant_file(SAMPLE_PLANT))
     runner = CliRunner()
 

@@ -13,10 +13,13 @@ from tests.transactional.shop_floor import (
     CERTIFIED,
     HOLE,
     ORDER,
+    PASSWORD,
     QUALITY,
     SUPERVISOR,
     acting_as,
     add_lot,
+    fresh_lot,
+    give_password,
     person_id,
 )
 from transactional.errors import IllegalTransition, NotFound, NotPermitted, RuleViolation
@@ -32,16 +35,22 @@ from transactional.models import (
 )
 from transactional.quality import (
     describe_nonconformance,
-    disposition,
     record_inspection,
     verify_signature,
 )
+from transactional.quality import disposition as sign_disposition
+
+
+def disposition(session: Session, code: str, decision: str, badge: str, meaning: str,
+                comment: str | None = None) -> Disposition:
+    """Sign as the acting person `badge`, re-entering their password as at a terminal."""
+    give_password(session, badge)
+    return sign_disposition(session, code, decision, meaning, comment, password=PASSWORD)
+
 
 
 def lot(session: Session, code: str) -> MaterialLot:
-    with session.begin():
-        return session.scalars(select(MaterialLot).where(MaterialLot.code == code)
-                               .execution_options(populate_existing=True)).one()
+    return fresh_lot(session, code)
 
 
 def ncr(session: Session, code: str) -> Nonconformance:
@@ -99,7 +108,7 @@ def test_without_a_lot_the_lots_the_run_produced_so_far_are_held(
     add_lot(session, "L-1", run_id, 50)
     add_lot(session, "L-2", run_id, 30)
     add_lot(session, "OTHER", None, 10)
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         session.execute(text("UPDATE mes.material_lot SET status = 'consumed' "
                              "WHERE code = 'L-2'"))
     add_lot(session, "L-3", run_id, 20)
@@ -137,7 +146,7 @@ def test_what_cannot_be_recorded(session: Session, run_id: int) -> None:
         record_inspection(session, run_id, HOLE, 2, float("nan"), CERTIFIED)
     with pytest.raises(NotFound, match="no material lot NOPE"), acting_as(session, CERTIFIED):
         record_inspection(session, run_id, HOLE, 2, 10.0, CERTIFIED, "NOPE")
-    with acting_as(session, "setup"):
+    with acting_as(session, "mes-admin"):
         session.execute(text("UPDATE mes.operation_run SET status = 'aborted', "
                              "ended_at = now() WHERE id = :id"), {"id": run_id})
     with pytest.raises(IllegalTransition, match=f"run {run_id} is aborted"), \
@@ -150,8 +159,8 @@ def test_only_quality_may_disposition(session: Session, run_id: int, badge: str)
     add_lot(session, "L-1", run_id, 50)
     code = out_of_spec(session, run_id, "L-1")
 
-    with pytest.raises(NotPermitted, match=f"{badge} .* may not disposition nonconformances: "
-                                           "only personnel class QUALITY may"), \
+    with pytest.raises(NotPermitted, match=f"{badge} .* may not disposition a "
+                                           "nonconformance: it needs the role quality"), \
             acting_as(session, badge):
         disposition(session, code, "use_as_is", badge, "approved for use as is")
 
@@ -254,6 +263,12 @@ def test_a_bad_decision_or_an_empty_meaning_is_refused(session: Session, run_id:
     "UPDATE mes.nonconformance SET upper_spec = 10.5",
     "UPDATE mes.disposition SET decision = 'use_as_is'",
     "UPDATE mes.disposition SET comment = 'all fine'",
+    # The signature's own fields (Part 11 §11.70): who, when, what it means.
+    "UPDATE mes.electronic_signature SET person_id = (SELECT id FROM mes.person "
+    "WHERE badge = '3001')",
+    "UPDATE mes.electronic_signature SET signed_at = signed_at - interval '1 day'",
+    "UPDATE mes.electronic_signature SET meaning = 'approved'",
+    "UPDATE mes.electronic_signature SET printed_name = 'Dana Novak'",
 ])
 def test_a_change_to_the_signed_record_is_detected(
         session: Session, run_id: int, db_admin: AdminConnection, tampering: str) -> None:
@@ -272,8 +287,8 @@ def test_a_change_to_the_signed_record_is_detected(
     with session.begin():
         check = verify_signature(session, signature_id)
     assert not check.intact
-    assert check.detail.startswith(f"signature {signature_id} by 2001 at ")
-    assert check.detail.endswith(f"('rework ordered'): {code} was changed after it was signed")
+    assert check.detail.startswith(f"signature {signature_id}, signed by ")
+    assert check.detail.endswith(f": {code} or its signature was changed after it was signed")
 
 
 def test_quality_records_are_audited_under_the_badge(session: Session, run_id: int) -> None:
@@ -288,7 +303,7 @@ def test_quality_records_are_audited_under_the_badge(session: Session, run_id: i
             .where(AuditLog.table_name.in_(["inspection_result", "nonconformance",
                                             "electronic_signature", "disposition",
                                             "material_lot"]),
-                   AuditLog.actor != "setup")
+                   AuditLog.actor != "mes-admin")
             .order_by(AuditLog.id)).all()
     assert [(r.table_name, r.action, r.actor) for r in rows] == [
         ("inspection_result", "insert", CERTIFIED),
