@@ -24,7 +24,9 @@ from pipelines import queries
 from pipelines.derivation import derive
 from pipelines.derive import derive_day
 from pipelines.reading import plant_windows, read_inputs, write_partition
+from transactional.audit import acting
 from transactional.errors import MesError
+from transactional.permissions import ADMINISTRATION
 from transactional.plant import load_plant
 from transactional.plant_file import read_plant_file
 
@@ -129,6 +131,7 @@ def run_oee_bench(machines: int, days: int, progress: Callable[[str], None]
         plant_file.write_text(bench_plant(machines))
         try:
             with session_factory(scratch.url)() as session, session.begin():
+                acting(session, ADMINISTRATION)
                 load_plant(session, read_plant_file(plant_file))
         finally:
             plant_file.unlink()
