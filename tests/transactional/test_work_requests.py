@@ -507,7 +507,6 @@ def test_outbox_files_appear_whole(open_request: Session, tmp_path: Path) -> Non
     assert send(open_request, Delivery(outbox=outbox), []).written == []   # sent already
 
 
-@pytest.mark.slow
 def test_post_retries_with_backoff_then_succeeds_when_the_cmms_is_back(
         open_request: Session, tmp_path: Path) -> None:
     waits: list[float] = []
@@ -591,3 +590,45 @@ def test_status_import_is_all_or_nothing_audited_and_permitted(
         with pytest.raises(NotPermitted, match="import work request statuses"):
             import_status_file(open_request, by_number)
     assert [r.code for r in list_requests(open_request, only_open=True)] == ["WR-000002"]
+
+
+# --- the command line ---------------------------------------------------------------------
+
+def test_the_maintenance_commands(plant: Session, use_database: str, log_in: Any,
+                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from mes.cli import app
+    from mes.settings import get_settings
+
+    outbox = tmp_path / "outbox"
+    monkeypatch.setenv("MES_CMMS_OUTBOX", str(outbox))
+    get_settings.cache_clear()
+    add_stop(plant, "PRESS-1", at(8), 40)
+    plant.commit()
+    runner = CliRunner()
+    result = runner.invoke(app, ["maintenance", "evaluate", "--at", "2026-03-02T09:00Z"])
+    assert result.exit_code == 0, result.output
+    assert "1 work requests opened, 0 updated: WR-000001" in result.output
+    assert "1 written to the outbox, 0 posted" in result.output
+    assert (outbox / "WR-000001.json").is_file()
+
+    result = runner.invoke(app, ["maintenance", "requests", "--json"])
+    assert result.exit_code == 0, result.output
+    (listed,) = json.loads(result.output)
+    assert (listed["request"], listed["machine"], listed["cause"], listed["status"],
+            listed["priority"]) == ("WR-000001", "PRESS-1", "long_stop", "open", 2)
+    assert listed["sent_at"] is not None
+
+    status = tmp_path / "status.csv"
+    status.write_text("request,status\nWR-000001,closed\n")
+    result = runner.invoke(app, ["maintenance", "requests", "import", str(status)])
+    assert result.exit_code == 1 and "nobody is logged in" in result.output
+    log_in("5001")
+    result = runner.invoke(app, ["maintenance", "requests", "import", str(status)])
+    assert result.exit_code == 0, result.output
+    assert "1 work requests changed" in result.output
+    result = runner.invoke(app, ["maintenance", "requests", "--open"])
+    assert result.output.strip() == "no work requests"
+    result = runner.invoke(app, ["maintenance", "requests"])
+    assert result.output.startswith("WR-000001  PRESS-1    long_stop        closed")
