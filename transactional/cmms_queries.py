@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 # Each machine's thresholds: its own, else its state model's, else the plant's.
-THRESHOLDS = text("""
+MACHINE_THRESHOLDS = """
 SELECT m.id AS equipment_id, m.code AS machine, m.name AS machine_name,
        line.code AS line,
        coalesce(me.long_stop_seconds, sm.long_stop_seconds, pl.long_stop_seconds)
@@ -29,8 +29,8 @@ LEFT JOIN mes.work_request_trigger me ON me.equipment_id = m.id
 LEFT JOIN mes.work_request_trigger sm ON sm.state_model_id = m.state_model_id
 LEFT JOIN mes.work_request_trigger pl ON pl.equipment_id IS NULL AND pl.state_model_id IS NULL
 WHERE m.level = 'work_unit'
-ORDER BY m.code
-""")
+"""
+THRESHOLDS = text(f"{MACHINE_THRESHOLDS} ORDER BY m.code")
 
 # The bottleneck of a line: the machine with the largest ideal cycle time on it (its
 # slowest material); ties make each of them one.
@@ -151,17 +151,12 @@ STATUS_IMPORT_LOCK = text(
 
 # --- condition monitoring -------------------------------------------------------------------
 
-MONITORED_SIGNALS = text("""
+MONITORED_SIGNALS = text(f"""
 SELECT s.id AS signal_id, s.code, s.equipment_id, s.low_limit, s.high_limit,
-       c.max_rate_per_minute, c.baseline_minutes, c.max_deviation,
-       coalesce(me.out_of_limits_seconds, sm.out_of_limits_seconds, pl.out_of_limits_seconds)
-           AS out_of_limits_seconds
+       c.max_rate_per_minute, c.baseline_minutes, c.max_deviation, t.out_of_limits_seconds
 FROM mes.signal s
-JOIN mes.equipment m ON m.id = s.equipment_id
+JOIN ({MACHINE_THRESHOLDS}) t ON t.equipment_id = s.equipment_id
 LEFT JOIN mes.condition_rule c ON c.signal_id = s.id
-LEFT JOIN mes.work_request_trigger me ON me.equipment_id = m.id
-LEFT JOIN mes.work_request_trigger sm ON sm.state_model_id = m.state_model_id
-LEFT JOIN mes.work_request_trigger pl ON pl.equipment_id IS NULL AND pl.state_model_id IS NULL
 WHERE s.kind = 'process_value'
 ORDER BY s.code
 """)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -77,22 +77,29 @@ def out_of_limits(samples: Sequence[Sample], low: float | None, high: float | No
             yield found
 
 
+def first_of_stretches(judged: Iterable[Finding | None]) -> Iterator[Finding]:
+    """Of consecutive violations (a Finding each; None for a sample judged fine), only the
+    first: a rule reports an excursion once, not every sample of it."""
+    inside = False
+    for finding in judged:
+        if finding is not None and not inside:
+            yield finding
+        inside = finding is not None
+
+
 def too_fast(samples: Sequence[Sample], max_rate_per_minute: float) -> Iterator[Finding]:
     """A change between two samples faster than the rate, at the later sample; one finding
     per stretch of consecutive too-fast changes."""
-    inside = False
-    for before, sample in pairwise(samples):
+    def judge(before: Sample, sample: Sample) -> Finding | None:
         minutes = (sample.at - before.at).total_seconds() / 60
         rate = abs(sample.value - before.value) / minutes if minutes > 0 else 0.0
-        if rate > max_rate_per_minute:
-            if not inside:
-                yield Finding("rate_of_change", sample.at, sample.value,
-                              f"changed {sample.value - before.value:+g} in "
-                              f"{minutes * 60:g} s ({rate:.3g}/min, more than "
-                              f"{max_rate_per_minute:g}/min)")
-            inside = True
-        else:
-            inside = False
+        if rate <= max_rate_per_minute:
+            return None
+        return Finding("rate_of_change", sample.at, sample.value,
+                       f"changed {sample.value - before.value:+g} in {minutes * 60:g} s "
+                       f"({rate:.3g}/min, more than {max_rate_per_minute:g}/min)")
+
+    return first_of_stretches(judge(before, sample) for before, sample in pairwise(samples))
 
 
 def off_baseline(samples: Sequence[Sample], baseline: dt.timedelta, max_deviation: float,
@@ -100,25 +107,23 @@ def off_baseline(samples: Sequence[Sample], baseline: dt.timedelta, max_deviatio
     """A sample (from `since` on) further than `max_deviation` from the mean of the samples
     of the `baseline` before it; one finding per stretch of such samples. A sample with no
     sample before it in the baseline is not judged."""
-    window: deque[Sample] = deque()
-    total = 0.0
-    inside = False
-    for sample in samples:
-        while window and window[0].at < sample.at - baseline:
-            total -= window.popleft().value
-        if window and sample.at >= since:
-            mean = total / len(window)
-            if abs(sample.value - mean) > max_deviation:
-                if not inside:
-                    yield Finding("baseline_deviation", sample.at, sample.value,
-                                  f"{sample.value - mean:+.3g} from the mean {mean:.4g} of "
-                                  f"the {baseline.total_seconds() / 60:g} min before "
-                                  f"(more than {max_deviation:g})")
-                inside = True
-            else:
-                inside = False
-        window.append(sample)
-        total += sample.value
+    def judged() -> Iterator[Finding | None]:
+        window: deque[Sample] = deque()
+        total = 0.0
+        for sample in samples:
+            while window and window[0].at < sample.at - baseline:
+                total -= window.popleft().value
+            if window and sample.at >= since:
+                mean = total / len(window)
+                yield (Finding("baseline_deviation", sample.at, sample.value,
+                               f"{sample.value - mean:+.3g} from the mean {mean:.4g} of the "
+                               f"{baseline.total_seconds() / 60:g} min before (more than "
+                               f"{max_deviation:g})")
+                       if abs(sample.value - mean) > max_deviation else None)
+            window.append(sample)
+            total += sample.value
+
+    return first_of_stretches(judged())
 
 
 def findings(signal: RowMapping, samples: Sequence[Sample], since: dt.datetime,
