@@ -632,3 +632,26 @@ def test_the_maintenance_commands(plant: Session, use_database: str, log_in: Any
     assert result.output.strip() == "no work requests"
     result = runner.invoke(app, ["maintenance", "requests"])
     assert result.output.startswith("WR-000001  PRESS-1    long_stop        closed")
+
+
+@pytest.mark.slow
+def test_the_dagster_asset_evaluates_and_writes_the_outbox(
+        plant: Session, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dagster as dg
+
+    from mes.settings import get_settings
+    from pipelines.assets.work_requests import cmms_work_requests
+    from pipelines.resources import MesDatabase
+
+    monkeypatch.setenv("MES_CMMS_OUTBOX", str(tmp_path / "outbox"))
+    get_settings.cache_clear()
+    add_stop(plant, "PRESS-1", at(8), 40)
+    plant.commit()
+    result = dg.materialize(
+        [cmms_work_requests], resources={"database": MesDatabase(url=db_url)},
+        run_config={"ops": {"cmms_work_requests": {"config": {
+            "at": "2026-03-02T09:00:00+00:00"}}}})
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("cmms_work_requests")
+    assert materialization.metadata["opened"].value == 1
+    assert (tmp_path / "outbox" / "WR-000001.json").is_file()
