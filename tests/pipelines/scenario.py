@@ -12,6 +12,7 @@ import psycopg
 
 from mes.db import session_factory
 from pipelines.derive import derive_day
+from transactional.audit import acting
 from transactional.plant import load_plant
 from transactional.plant_file import read_plant_file
 
@@ -133,6 +134,7 @@ def load_test_plant(url: str, tmp_path: Path) -> None:
     path = tmp_path / "plant.toml"
     path.write_text(PLANT)
     with session_factory(url)() as session, session.begin():
+        acting(session, "mes-admin")
         load_plant(session, read_plant_file(path))
 
 

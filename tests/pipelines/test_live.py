@@ -1,0 +1,62 @@
+"""The board's live shift equals what the derivation stores for the same moment."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from pipelines.live import live_shift, top_reasons
+from pipelines.reading import plant_windows
+from tests.pipelines.scenario import DAY, Raw, load_test_plant, local
+
+BASE = ("planned_busy_seconds", "actual_production_seconds", "produced_quantity",
+        "good_quantity", "scrap_quantity", "failure_count")
+RATIOS = ("availability", "performance", "quality", "oee")
+
+
+@pytest.fixture
+def raw(use_database: str, tmp_path: Path) -> Raw:
+    load_test_plant(use_database, tmp_path)
+    raw = Raw(use_database)
+    raw.states("M1", (local(DAY, "05:00"), 1, None), (local(DAY, "08:00"), 5, 7),
+               (local(DAY, "09:00"), 1, None), (local(DAY, "11:50"), 2, None))
+    raw.counts("M1", local(DAY, "06:00"), good=1_000, reject=10,
+               every=dt.timedelta(seconds=10))
+    return raw
+
+
+def test_at_the_end_of_a_shift_the_board_shows_what_the_derivation_stores(raw: Raw) -> None:
+    live = live_shift(raw.url, local(DAY, "14:00") - dt.timedelta(microseconds=1))
+    raw.derive(DAY)
+
+    row = live.kpis.filter(equipment="M1").row(0, named=True)
+    stored = raw.kpi("M1", "shift", local(DAY, "06:00"))
+    for name in BASE + RATIOS:
+        assert row[name] == pytest.approx(stored[name]), name
+
+
+def test_the_running_shift_so_far_by_hand(raw: Raw) -> None:
+    live = live_shift(raw.url, local(DAY, "12:00"))
+
+    row = live.kpis.filter(equipment="M1").row(0, named=True)
+    assert row["period_start"] == local(DAY, "06:00")
+    # 06:00-12:00 less the 30 min break is planned busy; 1 h broken down, 10 min idle.
+    assert row["planned_busy_seconds"] == 5.5 * 3600
+    assert row["availability"] == pytest.approx((5.5 - 1 - 10 / 60) / 5.5)
+    assert row["performance"] == pytest.approx(2.0 * 1_010 / ((5.5 - 1 - 10 / 60) * 3600))
+    assert row["quality"] == pytest.approx(1_000 / 1_010)
+    line = live.kpis.filter(scope="line").row(0, named=True)
+    assert line["equipment"] == "L" and line["produced_quantity"] == 1_010
+
+    state = live.machines.filter(machine="M1").row(0, named=True)
+    assert state["category"] == "idle" and state["for_seconds"] == 600
+    assert top_reasons(live.stops).row(0, named=True) == {
+        "reason": "BREAKDOWN", "stops": 1, "minutes": 60.0}
+
+
+def test_outside_every_shift_the_board_has_no_kpis(raw: Raw) -> None:
+    live = live_shift(raw.url, local(DAY, "23:00"))
+    assert live.kpis.is_empty()
+    assert plant_windows  # the same windows as a day partition
