@@ -8,8 +8,9 @@ st.set_page_config(page_title="Open MES", page_icon=":material/factory:", layout
 
 PAGES = {
     "Shop floor": [
-        st.Page("app_pages/orders.py", title="Orders", icon=":material/assignment:",
+        st.Page("app_pages/board.py", title="Shift board", icon=":material/monitoring:",
                 default=True),
+        st.Page("app_pages/orders.py", title="Orders", icon=":material/assignment:"),
     ],
     "Analysis": [
         st.Page("app_pages/quality.py", title="Quality", icon=":material/verified:"),

@@ -15,13 +15,17 @@ import streamlit as st
 from sqlalchemy.orm import Session
 
 from mes.db import database_url, session_factory
+from pipelines.live import LiveShift, live_shift
 from transactional import genealogy, overview
 from transactional.dispatch import DispatchList, dispatch_list
 
 # Seconds a result may be reused: screens refresh every few seconds, and orders, holds and
-# nonconformances change at human speed.
+# nonconformances change at human speed. The board refreshes every BOARD_REFRESH seconds
+# and reuses a derivation for LIVE seconds, so that many screens cost one.
 SHORT = 5
 LONG = 60
+LIVE = 2
+BOARD_REFRESH = 5
 
 
 @contextmanager
@@ -66,3 +70,9 @@ def trace(lot_code: str) -> genealogy.Trace:
     """A lot's genealogy both ways (`mes trace`)."""
     with _reading() as session:
         return genealogy.trace(session, lot_code, genealogy.DIRECTIONS)
+
+
+@st.cache_data(ttl=LIVE, show_spinner=False)
+def live(now: dt.datetime | None = None) -> LiveShift:
+    """The running shift so far, derived from the hypertables (`pipelines.live`)."""
+    return live_shift(database_url(), now)

@@ -24,7 +24,7 @@ def test_orders_page_shows_each_order_against_plan_and_the_dispatch_list(
         (expected,) = overview.order_progress(session)
         plan = dispatch_list(session, "L1")
 
-    app.run()
+    app.switch_page("app_pages/orders.py").run()
 
     assert not app.exception
     assert _metrics(app) == {"Orders": "1", "Running operations": "1", "Late": "0"}

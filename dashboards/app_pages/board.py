@@ -1,0 +1,20 @@
+"""The supervisor's board for the big screen: the running shift, live."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import board, data
+
+st.markdown("<style>[data-testid='stMetricValue'] {font-size: 3rem;}"
+            "[data-testid='stMetricLabel'] p {font-size: 1.2rem;}</style>",
+            unsafe_allow_html=True)
+st.title("Shift board")
+
+
+@st.fragment(run_every=data.BOARD_REFRESH)
+def live_board() -> None:
+    board.show(data.live())
+
+
+live_board()
