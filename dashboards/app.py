@@ -11,6 +11,7 @@ PAGES = {
         st.Page("app_pages/board.py", title="Shift board", icon=":material/monitoring:",
                 default=True),
         st.Page("app_pages/orders.py", title="Orders", icon=":material/assignment:"),
+        st.Page("app_pages/station.py", title="Operator station", icon=":material/badge:"),
     ],
     "Analysis": [
         st.Page("app_pages/quality.py", title="Quality", icon=":material/verified:"),

@@ -1,4 +1,4 @@
-"""What every page shows the same way: refusals as messages, tables from records."""
+"""What every page shows the same way: refusals as messages, never a stack trace."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
+from sqlalchemy.exc import DBAPIError
 
 from transactional.errors import MesError
+
+
+def refusal_message(error: Exception) -> str:
+    """What a refusal says to the person at the screen."""
+    if isinstance(error, DBAPIError):
+        return f"the database refused, nothing was written: {error.orig}"
+    return str(error)
 
 
 @contextmanager
@@ -16,6 +24,17 @@ def refusals() -> Iterator[None]:
     screen and stop the page there, instead of a stack trace."""
     try:
         yield
-    except MesError as error:
-        st.error(str(error))
+    except (MesError, DBAPIError) as error:
+        st.error(refusal_message(error))
         st.stop()
+
+
+@contextmanager
+def attempt() -> Iterator[None]:
+    """Show a refusal of an action as a message and go on drawing the page: the rest of
+    the block is skipped, nothing of the action was written (its transaction rolled
+    back)."""
+    try:
+        yield
+    except (MesError, DBAPIError) as error:
+        st.error(refusal_message(error))
