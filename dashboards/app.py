@@ -14,6 +14,7 @@ PAGES = {
         st.Page("app_pages/station.py", title="Operator station", icon=":material/badge:"),
     ],
     "Analysis": [
+        st.Page("app_pages/downtime.py", title="Downtime", icon=":material/timer_off:"),
         st.Page("app_pages/quality.py", title="Quality", icon=":material/verified:"),
         st.Page("app_pages/genealogy.py", title="Genealogy and recall",
                 icon=":material/account_tree:"),

@@ -11,10 +11,12 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import polars as pl
 import streamlit as st
 from sqlalchemy.orm import Session
 
 from mes.db import database_url, session_factory
+from pipelines import reports
 from pipelines.live import LiveShift, live_shift
 from transactional import genealogy, overview
 from transactional.dispatch import DispatchList, dispatch_list
@@ -76,3 +78,53 @@ def trace(lot_code: str) -> genealogy.Trace:
 def live(now: dt.datetime | None = None) -> LiveShift:
     """The running shift so far, derived from the hypertables (`pipelines.live`)."""
     return live_shift(database_url(), now)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def downtime_pareto(start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    return reports.downtime_pareto(database_url(), start, end)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def state_timeline(machines: tuple[str, ...], start: dt.datetime,
+                   end: dt.datetime) -> pl.DataFrame:
+    frames = [reports.state_timeline(database_url(), machine, start, end)
+              for machine in machines]
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def kpis_over(start: dt.datetime, end: dt.datetime, scope: str = "machine") -> pl.DataFrame:
+    return reports.kpis_over(database_url(), start, end, scope=scope)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def kpi_trend(start: dt.datetime, end: dt.datetime, scope: str = "site",
+              period: str = "day") -> pl.DataFrame:
+    return reports.kpi_trend(database_url(), start, end, scope=scope, period=period)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def downtime_events(start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    return reports.downtime_events(database_url(), start, end)
+
+
+@st.cache_data(ttl=LONG, show_spinner=False)
+def downtime_reasons() -> pl.DataFrame:
+    return reports.downtime_reasons(database_url())
+
+
+@st.cache_data(ttl=LONG, show_spinner=False)
+def machines() -> list[str]:
+    return reports.machines(database_url())
+
+
+@st.cache_data(ttl=LONG, show_spinner=False)
+def signals() -> pl.DataFrame:
+    return reports.signals(database_url())
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def signal_trend(codes: tuple[str, ...], start: dt.datetime,
+                 end: dt.datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return reports.signal_trend(database_url(), list(codes), start, end)

@@ -1,6 +1,6 @@
 """What the operator station does, each in one transaction acting as the logged-in person
 (`mes.acting`, as the command line does): log in and out, start, consume, inspect, report,
-complete. The station keeps only the login's token; every rule is the services'."""
+complete, classify a stop. The station keeps only the login's token; every rule is the services'."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 from mes import login
 from mes.acting import acting_with_token, log_in, transaction
+from mes.db import database_url
+from pipelines.derive import derive_again, stop_of
 from transactional import identity, orders, quality
+from transactional.downtime import classify_stop
 from transactional.labor import is_signed_on, machine_by_code, sign_on
 from transactional.lots import consume
 from transactional.models import DocumentRevision
@@ -91,3 +94,14 @@ def report(operator: Operator, run_id: int, good: float, scrap: float) -> None:
 def complete(operator: Operator, run_id: int, lot: str | None, location: str | None) -> None:
     with acting_with_token(operator.token) as (opened, person):
         orders.complete_run(opened, run_id, person.badge, lot or None, location or None)
+
+
+def classify(operator: Operator, event_id: int, reason: str, note: str | None) -> list[str]:
+    """Give derived stop `event_id` its reason, then derive the days it touches again (as
+    `mes downtime classify` does); those days, as ISO dates."""
+    url = database_url()
+    stop = stop_of(url, event_id)
+    with acting_with_token(operator.token) as (opened, _person):
+        classify_stop(opened, stop.equipment_id, stop.started_at, reason, note or None)
+    derive_again(url, stop.days)
+    return [day.isoformat() for day in stop.days]

@@ -6,21 +6,12 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import data, operator
-from dashboards.ui import attempt, refusals
+from dashboards.ui import attempt, logged_in, refusals
 
 st.title("Operator station")
 
-who: operator.Operator | None = st.session_state.get("operator")
+who = logged_in("to work at this station")
 if who is None:
-    st.caption("Log in with your badge and password (or PIN). Every action is recorded "
-               "in your name.")
-    badge = st.text_input("Badge", key="badge").strip()
-    secret = st.text_input("Password or PIN", type="password", key="secret")
-    pin = st.toggle("Log in with my PIN", key="pin")
-    if st.button("Log in", key="log_in", type="primary"):
-        with attempt():
-            st.session_state["operator"] = operator.sign_in(badge, secret, pin=pin)
-            st.rerun()
     st.stop()
 
 top, out = st.columns([4, 1])
