@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 from mes.db import database_url, session_factory
 from pipelines import reports
 from pipelines.live import LiveShift, live_shift
-from transactional import genealogy, overview
+from transactional import genealogy, overview, spc
 from transactional.dispatch import DispatchList, dispatch_list
+from transactional.exposure import Exposure, exposed_lots
 
 # Seconds a result may be reused: screens refresh every few seconds, and orders, holds and
 # nonconformances change at human speed. The board refreshes every BOARD_REFRESH seconds
@@ -128,3 +129,27 @@ def signals() -> pl.DataFrame:
 def signal_trend(codes: tuple[str, ...], start: dt.datetime,
                  end: dt.datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
     return reports.signal_trend(database_url(), list(codes), start, end)
+
+
+@st.cache_data(ttl=LONG, show_spinner=False)
+def characteristics() -> list[str]:
+    with _reading() as session:
+        return spc.characteristics(session)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def spc_chart(characteristic: str | None, signal: str | None,
+              baseline: tuple[dt.datetime, dt.datetime],
+              judged: tuple[dt.datetime, dt.datetime]) -> spc.ChartView:
+    """An individuals chart with limits from `baseline` (`mes spc check`)."""
+    with _reading() as session:
+        return spc.individuals_chart(session, characteristic=characteristic, signal=signal,
+                                     baseline=baseline, judged=judged)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def exposure(signal: str, since: dt.datetime | None,
+             until: dt.datetime | None) -> Exposure:
+    """Lots made while `signal` was out of its limits, and what was made of them."""
+    with _reading() as session:
+        return exposed_lots(session, signal, since, until)

@@ -62,12 +62,12 @@ def logged_in(purpose: str) -> operator.Operator | None:
     return None
 
 
-def date_range(key: str, days: int = 7) -> tuple[dt.datetime, dt.datetime]:
+def date_range(key: str, days: int = 7, label: str = "Days") -> tuple[dt.datetime, dt.datetime]:
     """A range of whole local days (the pipelines' time zone) picked on the page, as
     [start, end) instants; the last `days` days up to today unless changed."""
     zone = ZoneInfo(get_settings().pipeline_timezone)
     today = dt.datetime.now(zone).date()
-    picked = st.date_input("Days", value=(today - dt.timedelta(days=days - 1), today),
+    picked = st.date_input(label, value=(today - dt.timedelta(days=days - 1), today),
                            key=f"{key}_days")
     first, last = (picked if isinstance(picked, tuple) and len(picked) == 2
                    else (today, today))
