@@ -18,6 +18,7 @@ PAGES = {
         st.Page("app_pages/quality.py", title="Quality", icon=":material/verified:"),
         st.Page("app_pages/genealogy.py", title="Genealogy and recall",
                 icon=":material/account_tree:"),
+        st.Page("app_pages/signals.py", title="Process signals", icon=":material/show_chart:"),
     ],
 }
 

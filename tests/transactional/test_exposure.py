@@ -71,7 +71,7 @@ def history(session: Session) -> dict[str, int]:
     PAINTED-1, split into BOX-1; LOT-A went into PAINTED-2."""
     setup_plant(session)
     routing = setup_routing(session)
-    acting(session, "setup")
+    acting(session, "mes-admin")
     runs = {name: _run(session, routing, "PRESS-1", at(6 + i), at(7 + i) if name != "D"
                        else None) for i, name in enumerate("ABCD")}
     paint = _run(session, routing, "PAINT-1", at(10), at(11), operation="paint")
