@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from pipelines import queries
+from pipelines.calendar import shift_instances
 from pipelines.derivation import UTC_US, derive
-from pipelines.reading import DerivationSettings, plant_windows, read_inputs
+from pipelines.reading import DerivationSettings, plant_windows, read_inputs, shift_patterns
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,9 @@ def live_shift(url: str, now: dt.datetime | None = None, *,
             return LiveShift(now, pl.DataFrame(), pl.DataFrame(), pl.DataFrame())
         # The plant's day: the local date of now in its (first) calendar's time zone.
         day = now.astimezone(ZoneInfo(plant["timezone"][0])).date()
-        # The window ends now: the shift so far, not its planned rest as unknown time.
-        windows = plant_windows(conn, day).with_columns(
-            pl.min_horizontal("window_end", pl.lit(now, dtype=UTC_US)).alias("window_end"))
+        windows = _running_shift_windows(conn, plant_windows(conn, day), now)
+        if windows.is_empty():
+            return LiveShift(now, pl.DataFrame(), pl.DataFrame(), pl.DataFrame())
         derived = derive(read_inputs(conn, windows, now),
                          micro_stop_seconds=settings.micro_stop_seconds)
         reasons = queries.frame(conn, queries.DOWNTIME_REASONS).select(
@@ -91,6 +92,27 @@ def live_shift(url: str, now: dt.datetime | None = None, *,
              .sort("planned", pl.col("duration_seconds"), descending=[False, True])
              if not events.is_empty() else pl.DataFrame())
     return LiveShift(now, kpis, machines, stops)
+
+
+def _running_shift_windows(conn: queries.Connection, days: pl.DataFrame,
+                           now: dt.datetime) -> pl.DataFrame:
+    """Each machine's window narrowed to its running shift so far: from the shift's start
+    (or local midnight, where day partitions split a shift) to now, not its planned rest
+    as unknown time. Machines without a running shift are left out."""
+    patterns = shift_patterns(conn)
+    starts: dict[int, dt.datetime] = {}
+    for calendar in days.select("calendar_id", "timezone", "window_start").unique().to_dicts():
+        running = [i for i in shift_instances(
+            [p for p in patterns if p.calendar_id == calendar["calendar_id"]],
+            calendar["timezone"], now, now + dt.timedelta(microseconds=1))
+            if i.start <= now < i.end]
+        if running:
+            starts[calendar["calendar_id"]] = max(running[0].start, calendar["window_start"])
+    return (days.filter(pl.col("calendar_id").is_in(list(starts)))
+            .with_columns(pl.col("calendar_id").replace_strict(starts, return_dtype=UTC_US)
+                          .alias("window_start"),
+                          pl.min_horizontal("window_end", pl.lit(now, dtype=UTC_US))
+                          .alias("window_end")))
 
 
 def top_reasons(stops: pl.DataFrame, limit: int = 5) -> pl.DataFrame:

@@ -70,13 +70,18 @@ def count_grid_minutes(shifts: list[ShiftPattern], breaks: list[BreakPattern],
     return math.gcd(*minutes) or 60
 
 
+def shift_patterns(conn: queries.Connection) -> list[ShiftPattern]:
+    """Every calendar's shifts as patterns (`calendar.shift_instances` places them)."""
+    return [ShiftPattern(r["shift_id"], r["calendar_id"], r["code"],
+                         dt.timedelta(seconds=r["start_seconds"]),
+                         dt.timedelta(seconds=r["duration_seconds"]),
+                         frozenset(int(d) for d in r["weekdays"].split(",")))
+            for r in queries.frame(conn, queries.SHIFTS).to_dicts()]
+
+
 def _calendar_frames(conn: queries.Connection, windows: pl.DataFrame
                      ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
-    shifts = [ShiftPattern(r["shift_id"], r["calendar_id"], r["code"],
-                           dt.timedelta(seconds=r["start_seconds"]),
-                           dt.timedelta(seconds=r["duration_seconds"]),
-                           frozenset(int(d) for d in r["weekdays"].split(",")))
-              for r in queries.frame(conn, queries.SHIFTS).to_dicts()]
+    shifts = shift_patterns(conn)
     breaks = [BreakPattern(r["shift_id"], dt.timedelta(seconds=r["offset_seconds"]),
                            dt.timedelta(seconds=r["duration_seconds"]), r["downtime_reason_id"])
               for r in queries.frame(conn, queries.BREAKS).to_dicts()]
