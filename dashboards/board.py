@@ -4,12 +4,16 @@ every few seconds; tests call it through AppTest, which does not tick fragments.
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 import streamlit as st
 
 from dashboards import data
 from pipelines.live import LiveShift, top_reasons
 
+# Machines side by side on a big screen.
+TILES_PER_ROW = 4
 # What each machine state looks like from across the hall.
 LOOKS = {"running": ("🟢", "running"), "setup": ("🔵", "setup"), "idle": ("🟡", "idle"),
          "planned_stop": ("⚪", "planned stop"), "unplanned_stop": ("🔴", "STOPPED"),
@@ -29,7 +33,7 @@ def duration(seconds: float | None) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
-def _state_line(machine: dict[str, object]) -> str:
+def _state_line(machine: dict[str, Any]) -> str:
     icon, word = LOOKS.get(str(machine["category"]), ("❔", "no data"))
     reason = f" · {machine['reason']}" if machine.get("reason") else ""
     seconds = machine["for_seconds"]
@@ -37,12 +41,21 @@ def _state_line(machine: dict[str, object]) -> str:
     return f"{icon} **{word}**{reason} · for {since}"
 
 
-def _kpi_tiles(row: dict[str, object], name: str) -> None:
-    oee, a, p, q = st.columns([1.3, 1, 1, 1])
-    oee.metric(f"{name} OEE", percent(row["oee"]))  # type: ignore[arg-type]
-    a.metric(f"{name} A", percent(row["availability"]))  # type: ignore[arg-type]
-    p.metric(f"{name} P", percent(row["performance"]))  # type: ignore[arg-type]
-    q.metric(f"{name} Q", percent(row["quality"]))  # type: ignore[arg-type]
+def _kpi_tiles(row: dict[str, Any], name: str) -> None:
+    st.metric(f"{name} OEE", percent(row["oee"]))
+    a, p, q = st.columns(3)
+    a.metric(f"{name} A", percent(row["availability"]))
+    p.metric(f"{name} P", percent(row["performance"]))
+    q.metric(f"{name} Q", percent(row["quality"]))
+
+
+def _machine_tile(row: dict[str, Any], states: dict[str, dict[str, Any]]) -> None:
+    machine = str(row["equipment"])
+    st.subheader(machine)
+    st.markdown(_state_line(states.get(machine, {"category": "unknown", "for_seconds": None})))
+    _kpi_tiles(row, machine)
+    st.caption(f"made {row['produced_quantity']}, good {row['good_quantity']}, scrap "
+               f"{row['scrap_quantity']} since {row['period_start'].astimezone():%H:%M}")
 
 
 def show(live: LiveShift) -> None:
@@ -58,15 +71,12 @@ def show(live: LiveShift) -> None:
             st.header(f"Line {line}")
             if total:
                 _kpi_tiles(total[0], str(line))
-            for row in rows.filter(pl.col("scope") == "machine").to_dicts():
-                machine = str(row["equipment"])
-                st.subheader(machine)
-                st.markdown(_state_line(states.get(machine, {"category": "unknown",
-                                                             "for_seconds": None})))
-                _kpi_tiles(row, machine)
-                st.caption(f"made {row['produced_quantity']}, good {row['good_quantity']}, "
-                           f"scrap {row['scrap_quantity']} since "
-                           f"{row['period_start'].astimezone():%H:%M}")
+            tiles = rows.filter(pl.col("scope") == "machine").to_dicts()
+            for first in range(0, len(tiles), TILES_PER_ROW):
+                for column, row in zip(st.columns(TILES_PER_ROW),
+                                       tiles[first:first + TILES_PER_ROW], strict=False):
+                    with column.container(border=True):
+                        _machine_tile(row, states)
     orders, reasons, holds = st.columns(3)
     with orders:
         st.subheader("Running orders")
