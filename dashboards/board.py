@@ -13,7 +13,7 @@ from dashboards import data
 from pipelines.live import LiveShift, top_reasons
 
 # Machines side by side on a big screen.
-TILES_PER_ROW = 4
+TILES_PER_ROW = 3
 # What each machine state looks like from across the hall.
 LOOKS = {"running": ("🟢", "running"), "setup": ("🔵", "setup"), "idle": ("🟡", "idle"),
          "planned_stop": ("⚪", "planned stop"), "unplanned_stop": ("🔴", "STOPPED"),
@@ -38,7 +38,7 @@ def _state_line(machine: dict[str, Any]) -> str:
     reason = f" · {machine['reason']}" if machine.get("reason") else ""
     seconds = machine["for_seconds"]
     since = duration(float(seconds) if isinstance(seconds, float | int) else None)
-    return f"{icon} **{word}**{reason} · for {since}"
+    return f"#### {icon} {word}{reason} · for {since}"
 
 
 def _kpi_tiles(row: dict[str, Any], name: str) -> None:

@@ -7,9 +7,10 @@ import streamlit as st
 from dashboards import board, data
 
 # Readable from across the hall: big figures, the machine's name and state large.
-st.markdown("<style>[data-testid='stMetricValue'] {font-size: 2.6rem;}"
+st.markdown("<style>[data-testid='stMetricValue'] {font-size: 2.4rem;}"
             "[data-testid='stMetricLabel'] p {font-size: 1.1rem;}"
-            "[data-testid='stMarkdownContainer'] p {font-size: 1.3rem;}</style>",
+            "[data-testid='stColumn'] [data-testid='stColumn'] [data-testid='stMetricValue']"
+            " {font-size: 1.5rem;}</style>",
             unsafe_allow_html=True)
 st.title("Shift board")
 
