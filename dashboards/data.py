@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from mes.db import database_url, session_factory
 from pipelines import reports
-from pipelines.live import LiveShift, live_shift
+from pipelines.live import LiveBoard, LiveShift, live_shift
 from transactional import genealogy, overview, spc
 from transactional.dispatch import DispatchList, dispatch_list
 from transactional.exposure import Exposure, exposed_lots
@@ -75,10 +75,20 @@ def trace(lot_code: str) -> genealogy.Trace:
         return genealogy.trace(session, lot_code, genealogy.DIRECTIONS)
 
 
+@st.cache_resource(show_spinner=False)
+def _board(url: str) -> LiveBoard:
+    """One per server process and database: its connection and kept counts serve every
+    screen showing the board."""
+    return LiveBoard(url)
+
+
 @st.cache_data(ttl=LIVE, show_spinner=False)
 def live(now: dt.datetime | None = None) -> LiveShift:
-    """The running shift so far, derived from the hypertables (`pipelines.live`)."""
-    return live_shift(database_url(), now)
+    """The running shift so far, derived from the hypertables (`pipelines.live`); a fixed
+    `now` (tests, history) is read afresh."""
+    if now is not None:
+        return live_shift(database_url(), now)
+    return _board(database_url()).shift()
 
 
 @st.cache_data(ttl=SHORT, show_spinner=False)

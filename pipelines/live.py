@@ -9,6 +9,9 @@ numbers are therefore those the next derivation of the day stores.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -17,7 +20,14 @@ import polars as pl
 from pipelines import queries
 from pipelines.calendar import shift_instances
 from pipelines.derivation import UTC_US, derive
-from pipelines.reading import DerivationSettings, plant_windows, read_inputs, shift_patterns
+from pipelines.reading import (
+    CountsReader,
+    DerivationSettings,
+    plant_windows,
+    read_counts,
+    read_inputs,
+    shift_patterns,
+)
 
 
 @dataclass(frozen=True)
@@ -38,23 +48,108 @@ class LiveShift:
 
 def live_shift(url: str, now: dt.datetime | None = None, *,
                settings: DerivationSettings | None = None) -> LiveShift:
-    """Derive today up to `now` (default: the database clock's now) and keep the running
-    shift."""
-    settings = settings or DerivationSettings()
-    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    """Derive the running shift up to `now` (default: this clock's now), on a connection of
+    its own, reading everything afresh."""
     with queries.connect(url) as conn:
-        plant = queries.frame(conn, queries.MACHINES)
-        if plant.is_empty():
-            return LiveShift(now, pl.DataFrame(), pl.DataFrame(), pl.DataFrame())
-        # The plant's day: the local date of now in its (first) calendar's time zone.
-        day = now.astimezone(ZoneInfo(plant["timezone"][0])).date()
-        windows = _running_shift_windows(conn, plant_windows(conn, day), now)
-        if windows.is_empty():
-            return LiveShift(now, pl.DataFrame(), pl.DataFrame(), pl.DataFrame())
-        derived = derive(read_inputs(conn, windows, now),
-                         micro_stop_seconds=settings.micro_stop_seconds)
-        reasons = queries.frame(conn, queries.DOWNTIME_REASONS).select(
-            "downtime_reason_id", pl.col("code").alias("reason"))
+        return _live(conn, now, settings or DerivationSettings(), read_counts)
+
+
+class LiveBoard:
+    """The running shift for a process that asks every few seconds (the board): one
+    connection kept open, and the counts of minutes gone by kept, so that a refresh sums
+    only the last few minutes of 1 Hz counts. Counts arriving more than LOOKBACK late are
+    picked up by the full read every FULL_READ_EVERY. Safe to share between threads."""
+
+    def __init__(self, url: str, settings: DerivationSettings | None = None) -> None:
+        self._url = url
+        self._settings = settings or DerivationSettings()
+        self._lock = threading.Lock()
+        self._stack: ExitStack | None = None
+        self._conn: queries.Connection | None = None
+        self._counts = _KeptCounts()
+
+    def shift(self, now: dt.datetime | None = None) -> LiveShift:
+        with self._lock:
+            if self._conn is None:
+                self._stack = ExitStack()
+                self._conn = self._stack.enter_context(queries.connect(self._url))
+            try:
+                return _live(self._conn, now, self._settings, self._counts.read)
+            except Exception:
+                self._close()
+                raise
+            finally:
+                if self._conn is not None:
+                    self._conn.rollback()  # hold no snapshot between refreshes
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack, self._conn = None, None
+        self._counts = _KeptCounts()
+
+
+# Counts may reach the database this late (the collectors flush every 50 ms; a spool
+# replayed after an outage is later, and waits for the next full read).
+LOOKBACK = dt.timedelta(minutes=2)
+FULL_READ_EVERY = 300.0  # seconds
+MINUTE = dt.timedelta(minutes=1)
+
+
+def _floor(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
+    """`moment` down to a multiple of `step` since the epoch (as time_bucket places buckets
+    of whole minutes dividing an hour)."""
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return epoch + (moment - epoch) // step * step
+
+
+@dataclass
+class _KeptCounts:
+    """Counts summed before `cut`, kept between refreshes of the same windows and runs."""
+
+    key: tuple[object, ...] | None = None
+    rows: pl.DataFrame | None = None
+    cut: dt.datetime | None = None
+    read_at: float = 0.0
+
+    def read(self, conn: queries.Connection, low: dt.datetime, high: dt.datetime,
+             bucket: str, run_edges: pl.DataFrame) -> pl.DataFrame:
+        key = (low, bucket, tuple(sorted(run_edges.rows())))
+        if (key != self.key or self.rows is None or self.cut is None
+                or time.monotonic() - self.read_at > FULL_READ_EVERY):
+            grid = dt.timedelta(minutes=int(bucket.split()[0]))
+            self.cut = max(low, _floor(high, grid))
+            # Whole buckets of the grid up to the last one begun; minutes from there on.
+            self.rows = read_counts(conn, low, self.cut, bucket, run_edges)
+            self.key, self.read_at = key, time.monotonic()
+        recent = read_counts(conn, self.cut, high, "1 minute", run_edges)
+        counts = pl.concat([self.rows, recent], how="vertical_relaxed")
+        cut = max(self.cut, _floor(high - LOOKBACK, MINUTE))
+        self.rows = pl.concat([self.rows, recent.filter(pl.col("bucket") < cut)],
+                              how="vertical_relaxed")
+        self.cut = cut
+        return counts
+
+
+def _live(conn: queries.Connection, now: dt.datetime | None, settings: DerivationSettings,
+          counts_reader: CountsReader) -> LiveShift:
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    plant = queries.frame(conn, queries.MACHINES)
+    if plant.is_empty():
+        return LiveShift(now, pl.DataFrame(), pl.DataFrame(), pl.DataFrame())
+    # The plant's day: the local date of now in its (first) calendar's time zone.
+    day = now.astimezone(ZoneInfo(plant["timezone"][0])).date()
+    windows = _running_shift_windows(conn, plant_windows(conn, day), now)
+    if windows.is_empty():
+        return LiveShift(now, pl.DataFrame(), pl.DataFrame(), pl.DataFrame())
+    derived = derive(read_inputs(conn, windows, now, counts_reader),
+                     micro_stop_seconds=settings.micro_stop_seconds)
+    reasons = queries.frame(conn, queries.DOWNTIME_REASONS).select(
+        "downtime_reason_id", pl.col("code").alias("reason"))
     at = pl.lit(now, dtype=UTC_US)
     names = pl.concat([
         plant.select("equipment_id", pl.col("machine").alias("equipment"),

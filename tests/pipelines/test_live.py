@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.live import live_shift, top_reasons
+from pipelines.live import LiveBoard, live_shift, top_reasons
 from pipelines.reading import plant_windows
 from tests.pipelines.scenario import DAY, Raw, load_test_plant, local
 
@@ -60,3 +60,23 @@ def test_outside_every_shift_the_board_has_no_kpis(raw: Raw) -> None:
     live = live_shift(raw.url, local(DAY, "23:00"))
     assert live.kpis.is_empty()
     assert plant_windows  # the same windows as a day partition
+
+
+def test_a_board_keeping_counts_between_refreshes_shows_what_a_fresh_read_shows(
+        raw: Raw) -> None:
+    board = LiveBoard(raw.url)
+    try:
+        first = board.shift(local(DAY, "10:03"))
+        # More parts arrive, some for minutes the board has already summed (within LOOKBACK).
+        raw.counts("M2", local(DAY, "10:02"), good=50, reject=2,
+                   every=dt.timedelta(seconds=3))
+        for now in (local(DAY, "10:05"), local(DAY, "10:07") + dt.timedelta(seconds=30)):
+            kept = board.shift(now)
+            fresh = live_shift(raw.url, now)
+            for name in BASE + RATIOS:
+                assert kept.kpis[name].to_list() == pytest.approx(fresh.kpis[name].to_list(),
+                                                                   nan_ok=True), name
+        assert kept.kpis.filter(equipment="M2")["produced_quantity"].item() == 52
+        assert first.kpis.filter(equipment="M2")["produced_quantity"].item() == 0
+    finally:
+        board.close()
