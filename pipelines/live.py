@@ -12,7 +12,7 @@ import datetime as dt
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -26,6 +26,7 @@ from pipelines.reading import (
     plant_windows,
     read_counts,
     read_inputs,
+    read_recent_counts,
     shift_patterns,
 )
 
@@ -111,6 +112,7 @@ def _floor(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
 class _KeptCounts:
     """Counts summed before `cut`, kept between refreshes of the same windows and runs."""
 
+    machines: list[int] = field(default_factory=list)
     key: tuple[object, ...] | None = None
     rows: pl.DataFrame | None = None
     cut: dt.datetime | None = None
@@ -125,8 +127,10 @@ class _KeptCounts:
             self.cut = max(low, _floor(high, grid))
             # Whole buckets of the grid up to the last one begun; minutes from there on.
             self.rows = read_counts(conn, low, self.cut, bucket, run_edges)
+            self.machines = queries.frame(conn, queries.MACHINES)["equipment_id"].to_list()
             self.key, self.read_at = key, time.monotonic()
-        recent = read_counts(conn, self.cut, high, "1 minute", run_edges)
+        recent = read_recent_counts(conn, self.machines, self.cut, high, "1 minute",
+                                    run_edges)
         counts = pl.concat([self.rows, recent], how="vertical_relaxed")
         cut = max(self.cut, _floor(high - LOOKBACK, MINUTE))
         self.rows = pl.concat([self.rows, recent.filter(pl.col("bucket") < cut)],

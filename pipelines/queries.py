@@ -150,6 +150,30 @@ WHERE c.ts >= $1 AND c.ts < $2
 GROUP BY 1, 2
 """
 
+# The same for a few recent minutes of the machines in $4 (a JSON array of ids): one index
+# range scan a machine (the primary key leads with the machine), where the plain form scans
+# the chunk. The board reads this way at every refresh.
+COUNTS_OF_MACHINES = """
+SELECT c.equipment_id, time_bucket($3::interval, c.ts) AS bucket,
+       sum(c.good)::bigint AS good, sum(c.reject)::bigint AS reject
+FROM jsonb_array_elements_text($4::jsonb) AS m(id)
+JOIN ts.production_count c ON c.equipment_id = m.id::integer AND c.ts >= $1 AND c.ts < $2
+GROUP BY 1, 2
+"""
+COUNTS_OF_MACHINES_SPLIT_AT = """
+WITH boundary AS (
+    SELECT DISTINCT b.equipment_id, time_bucket($3::interval, b.at) AS minute
+    FROM jsonb_to_recordset($5::jsonb) AS b(equipment_id integer, at timestamptz))
+SELECT c.equipment_id,
+       CASE WHEN bd.minute IS NULL THEN time_bucket($3::interval, c.ts) ELSE c.ts END AS bucket,
+       sum(c.good)::bigint AS good, sum(c.reject)::bigint AS reject
+FROM jsonb_array_elements_text($4::jsonb) AS m(id)
+JOIN ts.production_count c ON c.equipment_id = m.id::integer AND c.ts >= $1 AND c.ts < $2
+LEFT JOIN boundary bd
+  ON bd.equipment_id = c.equipment_id AND bd.minute = time_bucket($3::interval, c.ts)
+GROUP BY 1, 2
+"""
+
 # Machine counts over each run's whole span, against what its operators reported.
 RUN_COUNTS = """
 SELECT r.id AS operation_run_id, r.equipment_id, r.started_at, r.ended_at,
