@@ -136,23 +136,26 @@ FROM ts.production_count c
 WHERE c.ts >= $1 AND c.ts < $2
 GROUP BY 1, 2
 """
-COUNTS_SPLIT_AT = """
+_BOUNDARIES = """
 WITH boundary AS (
     SELECT DISTINCT b.equipment_id, time_bucket($3::interval, b.at) AS minute
-    FROM jsonb_to_recordset($4::jsonb) AS b(equipment_id integer, at timestamptz))
+    FROM jsonb_to_recordset($4::jsonb) AS b(equipment_id integer, at timestamptz))"""
+_SPLIT_BUCKETS = """
 SELECT c.equipment_id,
        CASE WHEN bd.minute IS NULL THEN time_bucket($3::interval, c.ts) ELSE c.ts END AS bucket,
-       sum(c.good)::bigint AS good, sum(c.reject)::bigint AS reject
-FROM ts.production_count c
+       sum(c.good)::bigint AS good, sum(c.reject)::bigint AS reject"""
+_AT_BOUNDARY = """
 LEFT JOIN boundary bd
-  ON bd.equipment_id = c.equipment_id AND bd.minute = time_bucket($3::interval, c.ts)
+  ON bd.equipment_id = c.equipment_id AND bd.minute = time_bucket($3::interval, c.ts)"""
+COUNTS_SPLIT_AT = f"""{_BOUNDARIES}{_SPLIT_BUCKETS}
+FROM ts.production_count c{_AT_BOUNDARY}
 WHERE c.ts >= $1 AND c.ts < $2
 GROUP BY 1, 2
 """
 
-# The same for a few recent minutes of the machines in $4 (a JSON array of ids): one index
-# range scan a machine (the primary key leads with the machine), where the plain form scans
-# the chunk. The board reads this way at every refresh.
+# The same for a few recent minutes of the machines in $4 ($5 when split; a JSON array of
+# ids): one index range scan a machine (the primary key leads with the machine), where the
+# plain form scans the chunk. The board reads this way at every refresh.
 COUNTS_OF_MACHINES = """
 SELECT c.equipment_id, time_bucket($3::interval, c.ts) AS bucket,
        sum(c.good)::bigint AS good, sum(c.reject)::bigint AS reject
@@ -160,17 +163,10 @@ FROM jsonb_array_elements_text($4::jsonb) AS m(id)
 JOIN ts.production_count c ON c.equipment_id = m.id::integer AND c.ts >= $1 AND c.ts < $2
 GROUP BY 1, 2
 """
-COUNTS_OF_MACHINES_SPLIT_AT = """
-WITH boundary AS (
-    SELECT DISTINCT b.equipment_id, time_bucket($3::interval, b.at) AS minute
-    FROM jsonb_to_recordset($5::jsonb) AS b(equipment_id integer, at timestamptz))
-SELECT c.equipment_id,
-       CASE WHEN bd.minute IS NULL THEN time_bucket($3::interval, c.ts) ELSE c.ts END AS bucket,
-       sum(c.good)::bigint AS good, sum(c.reject)::bigint AS reject
-FROM jsonb_array_elements_text($4::jsonb) AS m(id)
+COUNTS_OF_MACHINES_SPLIT_AT = f"""{_BOUNDARIES}{_SPLIT_BUCKETS}
+FROM jsonb_array_elements_text($5::jsonb) AS m(id)
 JOIN ts.production_count c ON c.equipment_id = m.id::integer AND c.ts >= $1 AND c.ts < $2
-LEFT JOIN boundary bd
-  ON bd.equipment_id = c.equipment_id AND bd.minute = time_bucket($3::interval, c.ts)
+{_AT_BOUNDARY}
 GROUP BY 1, 2
 """
 

@@ -136,7 +136,7 @@ def read_recent_counts(conn: queries.Connection, machines: list[int], low: dt.da
     if run_edges.is_empty():
         return queries.frame(conn, queries.COUNTS_OF_MACHINES, [low, high, bucket, named])
     return queries.frame(conn, queries.COUNTS_OF_MACHINES_SPLIT_AT,
-                         [low, high, bucket, named, queries.boundaries_json(run_edges)])
+                         [low, high, bucket, queries.boundaries_json(run_edges), named])
 
 
 def read_inputs(conn: queries.Connection, windows: pl.DataFrame,

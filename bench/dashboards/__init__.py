@@ -18,22 +18,18 @@ import itertools
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from bench.oee import STATES, bench_plant
+from bench.oee import STATES, bench_plant, committed_and_analyzed, load_bench_plant
 from bench.scratch import running_local_cluster, scratch_database
 from mes.db import session_factory
 from pipelines import reports
 from pipelines.derive import derive_day
 from pipelines.live import LiveBoard, live_shift
 from transactional import overview
-from transactional.audit import acting
 from transactional.errors import MesError
-from transactional.plant import load_plant
-from transactional.plant_file import read_plant_file
 
 FIRST_DAY = dt.date(2026, 10, 1)
 # The board looks at 10:00 UTC of the last day: 4 hours into the early shift.
@@ -88,14 +84,8 @@ def run_dashboards_bench(machines: int, days: int, rounds: int,
                                     DashboardsBenchError)
     results: dict[str, Any] = {"machines": machines, "days": days, "rounds": rounds}
     with scratch_database(cluster, "mes_bench_dash") as scratch:
-        plant_file = Path(f"/tmp/{scratch.name}.toml")
-        plant_file.write_text(bench_plant(machines).replace(ALL_DAY, THREE_SHIFTS))
-        try:
-            with session_factory(scratch.url)() as session, session.begin():
-                acting(session, "mes-admin")
-                load_plant(session, read_plant_file(plant_file))
-        finally:
-            plant_file.unlink()
+        load_bench_plant(scratch.url, scratch.name,
+                         bench_plant(machines).replace(ALL_DAY, THREE_SHIFTS))
         start = dt.datetime.combine(FIRST_DAY, dt.time(), tzinfo=dt.UTC)
         last = start + dt.timedelta(days=days - 1)
         now = last + dt.timedelta(hours=BOARD_HOUR)
@@ -107,14 +97,7 @@ def run_dashboards_bench(machines: int, days: int, rounds: int,
             if days > 1:
                 conn.execute(MINUTE_COUNTS, {"start": start, "minutes": (days - 1) * 1440})
             conn.execute(SECOND_COUNTS, {"start": last, "seconds": BOARD_HOUR * 3600})
-            conn.commit()
-            conn.autocommit = True
-            conn.execute("ANALYZE ts.equipment_state")
-            conn.execute("ANALYZE ts.production_count")
-            rows = conn.execute("SELECT (SELECT count(*) FROM ts.equipment_state), "
-                                "(SELECT count(*) FROM ts.production_count)").fetchone()
-        assert rows is not None
-        results["state_rows"], results["count_rows"] = rows
+            results["state_rows"], results["count_rows"] = committed_and_analyzed(conn)
         results["load_seconds"] = round(time.perf_counter() - clock, 1)
         progress(f"deriving {days} day partitions")
         clock = time.perf_counter()

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboards.board import percent
 from pipelines.live import live_shift
-from tests.pipelines.scenario import BERLIN, DAY, Raw, load_test_plant, local
+from tests.pipelines.scenario import BERLIN, DAY, Raw, local, shift_history
 
 NOON = local(DAY, "12:00")
 
@@ -24,14 +24,7 @@ def board_at(moment: "dt.datetime") -> None:  # noqa: UP037 (AppTest runs the so
 
 @pytest.fixture
 def raw(use_database: str, tmp_path: Path) -> Raw:
-    load_test_plant(use_database, tmp_path)
-    raw = Raw(use_database)
-    raw.states("M1", (local(DAY, "05:00"), 1, None), (local(DAY, "08:00"), 5, 7),
-               (local(DAY, "09:00"), 1, None), (local(DAY, "11:50"), 2, None))
-    raw.counts("M1", local(DAY, "06:00"), good=1_000, reject=10,
-               every=dt.timedelta(seconds=10))
-    raw.states("M2", (local(DAY, "05:00"), 1, None))
-    return raw
+    return shift_history(use_database, tmp_path)
 
 
 def _metrics(app: AppTest) -> dict[str, str]:

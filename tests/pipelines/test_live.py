@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.live import LiveBoard, live_shift, top_reasons
-from tests.pipelines.scenario import DAY, Raw, load_test_plant, local
+from tests.pipelines.scenario import DAY, Raw, local, shift_history
 
 BASE = ("planned_busy_seconds", "actual_production_seconds", "produced_quantity",
         "good_quantity", "scrap_quantity", "failure_count")
@@ -17,13 +17,7 @@ RATIOS = ("availability", "performance", "quality", "oee")
 
 @pytest.fixture
 def raw(use_database: str, tmp_path: Path) -> Raw:
-    load_test_plant(use_database, tmp_path)
-    raw = Raw(use_database)
-    raw.states("M1", (local(DAY, "05:00"), 1, None), (local(DAY, "08:00"), 5, 7),
-               (local(DAY, "09:00"), 1, None), (local(DAY, "11:50"), 2, None))
-    raw.counts("M1", local(DAY, "06:00"), good=1_000, reject=10,
-               every=dt.timedelta(seconds=10))
-    return raw
+    return shift_history(use_database, tmp_path)
 
 
 def test_at_the_end_of_a_shift_the_board_shows_what_the_derivation_stores(raw: Raw) -> None:
