@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from bench.oee import STATES, bench_plant, committed_and_analyzed, load_bench_plant
+from bench.oee import COUNTS, STATES, bench_plant, committed_and_analyzed, load_bench_plant
 from bench.scratch import running_local_cluster, scratch_database
 from mes.db import session_factory
 from pipelines import reports
@@ -44,21 +44,13 @@ THREE_SHIFTS = "\n".join(
     for code, start, end in (("EARLY", "06:00", "14:00"), ("LATE", "14:00", "22:00"),
                              ("NIGHT", "22:00", "06:00")))
 
-# One row a machine-minute with that minute's parts (60, every 50th a reject on average).
+# One row a machine-minute with that minute's parts: 60 good, every 50th minute 58 and a reject.
 MINUTE_COUNTS = """
 INSERT INTO ts.production_count (ts, equipment_id, good, reject)
 SELECT %(start)s::timestamptz + make_interval(mins => m), e.id,
        59 - ((m + e.id) %% 50 = 0)::int + ((m + e.id) %% 50 <> 0)::int,
        1 - ((m + e.id) %% 50 <> 0)::int
 FROM mes.equipment e, generate_series(0, %(minutes)s - 1) m
-WHERE e.level = 'work_unit'
-"""
-SECOND_COUNTS = """
-INSERT INTO ts.production_count (ts, equipment_id, good, reject)
-SELECT %(start)s::timestamptz + make_interval(secs => s), e.id,
-       CASE WHEN (s * 7919 + e.id * 104729) %% 50 = 0 THEN 0 ELSE 1 END,
-       CASE WHEN (s * 7919 + e.id * 104729) %% 50 = 0 THEN 1 ELSE 0 END
-FROM mes.equipment e, generate_series(0, %(seconds)s - 1) s
 WHERE e.level = 'work_unit'
 """
 
@@ -96,7 +88,7 @@ def run_dashboards_bench(machines: int, days: int, rounds: int,
             conn.execute("DELETE FROM ts.equipment_state WHERE ts > %s", (now,))
             if days > 1:
                 conn.execute(MINUTE_COUNTS, {"start": start, "minutes": (days - 1) * 1440})
-            conn.execute(SECOND_COUNTS, {"start": last, "seconds": BOARD_HOUR * 3600})
+            conn.execute(COUNTS, {"start": last, "first": 0, "last": BOARD_HOUR * 3600})
             results["state_rows"], results["count_rows"] = committed_and_analyzed(conn)
         results["load_seconds"] = round(time.perf_counter() - clock, 1)
         progress(f"deriving {days} day partitions")
