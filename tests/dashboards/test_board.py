@@ -56,17 +56,14 @@ def test_the_board_shows_the_live_shift_of_every_line_and_machine(raw: Raw) -> N
     assert list(top["minutes"]) == [60.0, 10.0]
 
 
-def test_the_board_page_follows_the_hypertables_live(raw: Raw) -> None:
+def test_the_board_page_follows_the_hypertables_live(app: AppTest, raw: Raw) -> None:
     """The page as served (default page), on states written just now: a new state row is
     on the board at the next refresh."""
     import streamlit as st
 
-    from dashboards.server import APP
-
     now = dt.datetime.now(dt.UTC)
     raw.states("M2", (now - dt.timedelta(minutes=3), 5, 7))
-    st.cache_data.clear()
-    app = AppTest.from_file(str(APP), default_timeout=60).run()
+    app.run()
     assert not app.exception
     assert app.title[0].value == "Shift board"
     today = now.astimezone(BERLIN).date()
