@@ -93,6 +93,24 @@ class Settings(BaseSettings):
     lockout_minutes: int = Field(default=15, ge=1,
                                  description="How long a lock-out lasts.")
 
+    cmms_url: str | None = Field(
+        default=None,
+        description="Where work requests are POSTed as JSON (the CMMS's endpoint); unset: "
+                    "the outbox folder only.")
+    cmms_outbox: Path | None = Field(
+        default=None,
+        description="Folder of work request files (one JSON file per request); unset: "
+                    "`cmms-outbox` in `home`.")
+    cmms_post_attempts: int = Field(default=3, ge=1, le=20,
+                                    description="POST attempts per request and delivery run.")
+    cmms_backoff_seconds: float = Field(
+        default=1.0, ge=0, le=300,
+        description="Wait after the first failed POST; doubles after each further one.")
+
+    @property
+    def cmms_outbox_path(self) -> Path:
+        return self.cmms_outbox if self.cmms_outbox is not None else self.home / "cmms-outbox"
+
     @property
     def session_path(self) -> Path:
         return self.session_file if self.session_file is not None else self.home / "session"

@@ -31,3 +31,11 @@ def retention_schedule(job: dg.JobDefinition, timezone: str) -> dg.ScheduleDefin
     return dg.ScheduleDefinition(name="raw_retention_nightly", job=job,
                                  cron_schedule="30 3 * * *", execution_timezone=timezone,
                                  default_status=dg.DefaultScheduleStatus.STOPPED)
+
+
+def work_request_schedule(job: dg.UnresolvedAssetJobDefinition,
+                          timezone: str) -> dg.ScheduleDefinition:
+    """Triggers every 5 minutes, a minute after the refresh (which derives the stops)."""
+    return dg.ScheduleDefinition(name="cmms_work_requests_every_5_minutes", job=job,
+                                 cron_schedule="1-59/5 * * * *", execution_timezone=timezone,
+                                 default_status=dg.DefaultScheduleStatus.STOPPED)

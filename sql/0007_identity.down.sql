@@ -1,4 +1,7 @@
--- Back to 0004: one chain lock per writer again, the chain recomputed in id order.
+REVOKE SELECT ON erp.operation_actual, erp.production_actual, erp.material_consumption,
+    erp.labor_actual, erp.machine_actual FROM mes_app;
+REVOKE USAGE ON SCHEMA erp FROM mes_app;
+-- Back to 0006: one chain lock per writer again, the chain recomputed in id order.
 DO $$
 DECLARE
     audited text;

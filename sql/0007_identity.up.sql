@@ -299,6 +299,11 @@ GRANT USAGE, SELECT ON SEQUENCE mes.login_session_id_seq, mes.auth_event_id_seq,
     mes.run_correction_id_seq TO mes_app;
 GRANT SELECT ON mes.audit_chain TO mes_app;
 GRANT EXECUTE ON FUNCTION mes.audit_seal(integer) TO mes_app;
+-- `mes erp export` runs as the application role and reads the actuals through ERP's views,
+-- so ERP gets exactly what the views say.
+GRANT USAGE ON SCHEMA erp TO mes_app;
+GRANT SELECT ON erp.operation_actual, erp.production_actual, erp.material_consumption,
+    erp.labor_actual, erp.machine_actual TO mes_app;
 -- The owner's session `SET ROLE mes_app` for everything but administration.
 -- Role membership is cluster-wide: granted once (another database may have done it).
 DO $$

@@ -670,7 +670,8 @@ class WorkRequest(Base):
 
     __tablename__ = "work_request"
     __table_args__ = (Index("uq_work_request_one_open", "equipment_id", "cause", unique=True,
-                            postgresql_where=text("status NOT IN ('closed', 'cancelled')")),)
+                            postgresql_where=text("status NOT IN ('closed', 'cancelled')")),
+                      Index(None, "equipment_id", "cause"))
 
     id: Mapped[int] = _id()
     code: Mapped[str] = mapped_column(unique=True)
@@ -686,6 +687,41 @@ class WorkRequest(Base):
     sent_at: Mapped[dt.datetime | None]
     send_attempts: Mapped[int] = mapped_column(server_default=text("0"))
     last_error: Mapped[str | None]
+    occurrences: Mapped[int] = mapped_column(server_default=text("1"))
+    last_event_at: Mapped[dt.datetime]
+
+
+class WorkRequestTrigger(Base):
+    """Thresholds of the work request triggers for the plant, a state model or a machine;
+    NULL inherits from the wider scope (and switches a trigger off at the plant)."""
+
+    __tablename__ = "work_request_trigger"
+
+    id: Mapped[int] = _id()
+    equipment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mes.equipment.id", ondelete="CASCADE"), unique=True)
+    state_model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mes.state_model.id", ondelete="CASCADE"), unique=True)
+    long_stop_seconds: Mapped[float | None]
+    fault_count: Mapped[int | None]
+    fault_window_seconds: Mapped[float | None]
+    mtbf_below_seconds: Mapped[float | None]
+    out_of_limits_seconds: Mapped[float | None]
+    nonconformance: Mapped[bool | None]
+    signal_window_seconds: Mapped[float | None]
+
+
+class ConditionRule(Base):
+    """Condition monitoring of one process value: rate of change, deviation from a rolling
+    baseline (its limits are the signal's own)."""
+
+    __tablename__ = "condition_rule"
+
+    signal_id: Mapped[int] = mapped_column(ForeignKey("mes.signal.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    max_rate_per_minute: Mapped[float | None]
+    baseline_minutes: Mapped[float | None]
+    max_deviation: Mapped[float | None]
 
 
 class RunSignalEnvelope(Base):

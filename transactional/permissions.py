@@ -49,6 +49,7 @@ class Action(StrEnum):
     EXPORT_ERP = "export actuals to ERP"
     CLASSIFY_DOWNTIME = "give a stop its reason"
     IMPORT_MAINTENANCE = "import maintenance windows"
+    IMPORT_WORK_REQUEST_STATUS = "import work request statuses from the CMMS"
     CHANGE_PLANT = "change plant data"
     MANAGE_USERS = "manage passwords and lock-outs"
 
@@ -78,6 +79,7 @@ GRANTS: dict[Action, frozenset[str]] = {
     Action.EXPORT_ERP: frozenset({"planner", "administrator"}),
     Action.CLASSIFY_DOWNTIME: _FLOOR | {"maintenance"},
     Action.IMPORT_MAINTENANCE: frozenset({"maintenance", "planner", "administrator"}),
+    Action.IMPORT_WORK_REQUEST_STATUS: frozenset({"maintenance", "administrator"}),
     Action.CHANGE_PLANT: frozenset({"administrator"}),
     Action.MANAGE_USERS: frozenset({"administrator"}),
 }

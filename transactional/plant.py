@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from transactional.models import (
     Base,
+    ConditionRule,
     DowntimeReason,
     Equipment,
     FaultCodeReason,
@@ -36,11 +37,13 @@ from transactional.models import (
     Signal,
     StateModel,
     StateModelState,
+    WorkRequestTrigger,
 )
 from transactional.permissions import Action, require
 from transactional.plant_file import (
     PlantDefinition,
     PlantFileError,
+    TriggerThresholds,
     break_offset,
     reason_is_planned,
 )
@@ -166,7 +169,8 @@ class _Loader:
         state_models = self._state_models(plant, reasons)
         materials = self._materials(plant)
         self._personnel(plant)
-        self._equipment(plant, calendars, state_models, materials)
+        machines = self._equipment(plant, calendars, state_models, materials)
+        self._work_request_triggers(plant, state_models, machines)
 
     def _downtime_reasons(self, plant: PlantDefinition) -> dict[str, int]:
         table = self.table(DowntimeReason, lambda r: r.code)
@@ -263,8 +267,9 @@ class _Loader:
         memberships.delete_unseen(lambda m: m.person_id in loaded)
 
     def _equipment(self, plant: PlantDefinition, calendars: dict[str, int],
-                   state_models: dict[str, int], materials: dict[str, int]) -> None:
+                   state_models: dict[str, int], materials: dict[str, int]) -> dict[str, int]:
         equipment = self.table(Equipment, lambda e: e.code)
+        conditions = self.table(ConditionRule, lambda c: c.signal_id)
         signals = self.table(Signal, lambda s: s.code)
         cycle_times = self.table(IdealCycleTime, lambda c: (c.equipment_id, c.material_id))
         ids: dict[str, int] = {}
@@ -299,8 +304,51 @@ class _Loader:
                 cycle_times.put(equipment_id=machine_id, material_id=materials[material],
                                 seconds=seconds)
             for signal in machine.signals:
-                signals.put(code=signal.code, name=signal.name, equipment_id=machine_id,
-                            kind=signal.kind, unit=signal.unit, low_limit=signal.low_limit,
-                            high_limit=signal.high_limit)
+                signal_row = signals.put(code=signal.code, name=signal.name,
+                                         equipment_id=machine_id, kind=signal.kind,
+                                         unit=signal.unit, low_limit=signal.low_limit,
+                                         high_limit=signal.high_limit)
+                if signal.condition is not None:
+                    self.session.flush()
+                    conditions.put(signal_id=signal_row.id,
+                                   max_rate_per_minute=signal.condition.max_rate_per_minute,
+                                   baseline_minutes=signal.condition.baseline_minutes,
+                                   max_deviation=signal.condition.max_deviation)
         cycle_times.delete_unseen(lambda c: c.equipment_id in machine_ids)
+        loaded_signals = {row.id for row in signals.rows.values()
+                          if row.equipment_id in machine_ids}
+        conditions.delete_unseen(lambda c: c.signal_id in loaded_signals)
         self.session.flush()
+        return {m.code: ids[m.code] for m in plant.machines}
+
+    def _work_request_triggers(self, plant: PlantDefinition, state_models: dict[str, int],
+                               machines: dict[str, int]) -> None:
+        """The file's thresholds replace the database's: a scope the file no longer names
+        is deleted (its machines fall back to the wider scope)."""
+        triggers = self.table(WorkRequestTrigger,
+                              lambda t: (t.equipment_id, t.state_model_id))
+        settings = plant.work_requests
+        if settings is not None:
+            triggers.put(equipment_id=None, state_model_id=None, **_thresholds(settings))
+            for override in settings.overrides:
+                triggers.put(
+                    equipment_id=machines[override.machine] if override.machine else None,
+                    state_model_id=(state_models[override.state_model]
+                                    if override.state_model else None),
+                    **_thresholds(override))
+        triggers.delete_unseen(lambda t: True)
+        self.session.flush()
+
+
+def _minutes(value: float | None) -> float | None:
+    return None if value is None else value * 60
+
+
+def _thresholds(entry: TriggerThresholds) -> dict[str, Any]:
+    return {"long_stop_seconds": _minutes(entry.long_stop_minutes),
+            "fault_count": entry.fault_count,
+            "fault_window_seconds": _minutes(entry.fault_window_minutes),
+            "mtbf_below_seconds": _minutes(entry.mtbf_below_minutes),
+            "out_of_limits_seconds": _minutes(entry.out_of_limits_minutes),
+            "nonconformance": entry.nonconformance,
+            "signal_window_seconds": _minutes(entry.signal_minutes)}

@@ -89,6 +89,23 @@ class LineDef(_Entry):
     calendar: Code | None = Field(default=None, description="overrides the site's calendar")
 
 
+class ConditionDef(_Entry):
+    """Condition monitoring of a process value beyond its limits (see docs/quality.md)."""
+
+    max_rate_per_minute: PositiveFloat | None = None
+    baseline_minutes: PositiveFloat | None = None
+    max_deviation: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _baseline_pair(self) -> Self:
+        if (self.baseline_minutes is None) != (self.max_deviation is None):
+            raise ValueError("baseline_minutes and max_deviation go together: give both")
+        if self.max_rate_per_minute is None and self.baseline_minutes is None:
+            raise ValueError("give max_rate_per_minute, or baseline_minutes with "
+                             "max_deviation")
+        return self
+
+
 class SignalDef(_Entry):
     code: Code
     name: Name
@@ -96,6 +113,7 @@ class SignalDef(_Entry):
     unit: str | None = None
     low_limit: float | None = None
     high_limit: float | None = None
+    condition: ConditionDef | None = None
 
     @model_validator(mode="after")
     def _limits_in_order(self) -> Self:
@@ -224,6 +242,43 @@ class PersonDef(_Entry):
     active: bool = True
 
 
+class TriggerThresholds(_Entry):
+    """Thresholds of the work request triggers (docs/erp-and-cmms.md); unset inherits."""
+
+    long_stop_minutes: PositiveFloat | None = None
+    fault_count: PositiveInt | None = None
+    fault_window_minutes: PositiveFloat | None = None
+    mtbf_below_minutes: PositiveFloat | None = None
+    out_of_limits_minutes: Annotated[float, Field(ge=0)] | None = None
+    nonconformance: bool | None = None
+    signal_minutes: PositiveFloat | None = None
+
+
+class TriggerOverrideDef(TriggerThresholds):
+    """The thresholds of one machine or of every machine of one state model."""
+
+    machine: Code | None = None
+    state_model: Code | None = None
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> Self:
+        if (self.machine is None) == (self.state_model is None):
+            raise ValueError("name either a machine or a state_model")
+        return self
+
+
+class WorkRequestsDef(TriggerThresholds):
+    """Plant-wide defaults; a trigger left unset here is off unless an override sets it."""
+
+    overrides: list[TriggerOverrideDef] = []
+
+    @model_validator(mode="after")
+    def _fault_pair(self) -> Self:
+        if (self.fault_count is None) != (self.fault_window_minutes is None):
+            raise ValueError("fault_count and fault_window_minutes go together: give both")
+        return self
+
+
 class PlantDefinition(_Entry):
     enterprise: EnterpriseDef
     shift_calendars: Annotated[list[CalendarDef], Field(min_length=1)]
@@ -236,6 +291,7 @@ class PlantDefinition(_Entry):
     areas: list[AreaDef] = []
     lines: list[LineDef] = []
     machines: list[MachineDef] = []
+    work_requests: WorkRequestsDef | None = None
 
 
 def _offset(start: dt.time, later: dt.time) -> dt.timedelta:
@@ -338,6 +394,16 @@ def check_references(plant: PlantDefinition) -> list[str]:
                                  "downtime reason")
 
     problems += _check_reason_tree(plant.downtime_reasons)
+    machines = {m.code for m in plant.machines}
+    overrides = plant.work_requests.overrides if plant.work_requests else []
+    for i, override in enumerate(overrides):
+        where = f"work_requests.overrides[{i}]"
+        problems += _unknown(where, "machine", override.machine, machines, "machine")
+        problems += _unknown(where, "state_model", override.state_model, state_models,
+                             "state model")
+    problems += _duplicates("work_requests.overrides",
+                            (o.machine or f"state model {o.state_model}" for o in overrides),
+                            "scope")
 
     for i, model in enumerate(plant.state_models):
         where = f"state_models[{i}] ({model.code})"
@@ -368,6 +434,10 @@ def check_references(plant: PlantDefinition) -> list[str]:
                              "state model")
         for material in machine.ideal_cycle_times:
             problems += _unknown(where, "ideal_cycle_times", material, materials, "material")
+        for j, signal in enumerate(machine.signals):
+            if signal.condition is not None and signal.kind != "process_value":
+                problems.append(f"{where}.signals[{j}] ({signal.code}).condition: only a "
+                                "process_value signal is monitored")
         kinds = Counter(s.kind for s in machine.signals if s.kind != "process_value")
         problems += [f"{where}.signals: more than one {kind!r} signal (it would be counted "
                      f"twice)" for kind, count in kinds.items() if count > 1]

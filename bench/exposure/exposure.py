@@ -23,8 +23,10 @@ from sqlalchemy import text
 
 from bench.scratch import running_local_cluster, scratch_database
 from mes.db import session_factory
+from transactional.audit import acting
 from transactional.errors import MesError
 from transactional.exposure import exposed_lots, record_envelopes
+from transactional.permissions import ADMINISTRATION
 from transactional.plant import load_plant
 from transactional.plant_file import read_plant_file
 
@@ -128,6 +130,7 @@ def run_exposure_bench(days: int, runs: int, excursions: int, seed: int,
     with scratch_database(cluster, "mes_bench_exposure") as scratch:
         results["database"] = scratch.name
         with session_factory(scratch.url)() as session:
+            acting(session, ADMINISTRATION)
             load_plant(session, read_plant_file(_sample_plant()), source="exposure bench")
             session.commit()
         with psycopg.connect(scratch.admin_url) as admin:

@@ -26,6 +26,7 @@ from pipelines.derive import derive_day
 from pipelines.reading import plant_windows, read_inputs, write_partition
 from transactional.audit import acting
 from transactional.errors import MesError
+from transactional.permissions import ADMINISTRATION
 from transactional.plant import load_plant
 from transactional.plant_file import read_plant_file
 
@@ -126,7 +127,7 @@ def load_bench_plant(url: str, name: str, plant: str) -> None:
     plant_file.write_text(plant)
     try:
         with session_factory(url)() as session, session.begin():
-            acting(session, "mes-admin")
+            acting(session, ADMINISTRATION)
             load_plant(session, read_plant_file(plant_file))
     finally:
         plant_file.unlink()

@@ -43,7 +43,7 @@ COMMANDS: tuple[Entry, ...] = (
           "instructions."),
     Entry("erp", "mes.cli.erp:app", "The exchange with ERP: orders in, actuals out."),
     Entry("maintenance", "mes.cli.maintenance:app",
-          "Maintenance windows from the CMMS; dispatching honours them."),
+          "The CMMS: maintenance windows in, work requests out, their status back."),
     Entry("dispatch", "mes.cli.work:dispatch_app",
           "What to run next on a line's machines, in order, and what waits and why.",
           group=False),

@@ -15,6 +15,7 @@ from bench.oee import bench_plant
 from dashboards.server import free_port, start, stop, wait_ready
 from mes.db import session_factory
 from transactional.audit import acting
+from transactional.permissions import ADMINISTRATION
 from transactional.plant import load_plant
 from transactional.plant_file import read_plant_file
 
@@ -25,7 +26,7 @@ def _plant(url: str, tmp_path: Path) -> dict[str, int]:
     path = tmp_path / "plant.toml"
     path.write_text(bench_plant(4))  # one line, one shift all day (UTC): always running
     with session_factory(url)() as session, session.begin():
-        acting(session, "mes-admin")
+        acting(session, ADMINISTRATION)
         load_plant(session, read_plant_file(path))
     with psycopg.connect(url) as conn:
         return dict(conn.execute("SELECT code, id FROM mes.equipment").fetchall())

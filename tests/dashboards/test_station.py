@@ -19,6 +19,7 @@ from tests.transactional.shop_floor import (
     set_order_status,
 )
 from transactional.audit import acting
+from transactional.permissions import ADMINISTRATION
 
 
 def _errors(app: AppTest) -> list[str]:
@@ -53,7 +54,7 @@ def test_an_operator_runs_an_operation_from_the_station_and_every_refusal_is_a_m
     add_lot(session, "COIL-1", None, 300, material="STEEL-COIL")
     add_lot(session, "COIL-H", None, 300, material="STEEL-COIL")
     with session.begin():
-        acting(session, "mes-admin")
+        acting(session, ADMINISTRATION)
         session.execute(text("UPDATE mes.material_lot SET status = 'on_hold' "
                              "WHERE code = 'COIL-H'"))
 

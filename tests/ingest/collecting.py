@@ -68,6 +68,39 @@ async def eventually(condition: Callable[[], bool], timeout: float, what: str) -
         await asyncio.sleep(0.05)
 
 
+async def received(collection: Collection, more: int, what: str, *, since: int | None = None,
+                   timeout: float = 15) -> None:
+    """Until the collectors have received `more` samples beyond the `since` count (default:
+    those received so far)."""
+    start = collection.health.samples_received if since is None else since
+    target = start + more
+    await eventually(lambda: collection.health.samples_received >= target, timeout, what)
+
+
+async def settled(collection: Collection, quiet: float = 0.3, timeout: float = 15) -> None:
+    """Until no sample has arrived for `quiet` seconds and the writer's queue is empty: what
+    the sources sent before is in the writer's hands (leaving `collecting` stores it)."""
+    deadline = time.monotonic() + timeout
+    seen, since = collection.health.samples_received, time.monotonic()
+    while True:
+        now = time.monotonic()
+        if collection.health.samples_received != seen:
+            seen, since = collection.health.samples_received, now
+        elif now - since >= quiet and collection.health.queue_depth == 0:
+            return
+        if now > deadline:
+            raise AssertionError(f"after {timeout} s the samples still had not stopped coming")
+        await asyncio.sleep(0.05)
+
+
+async def polled(collection: Collection, times: int, timeout: float = 15) -> None:
+    """Until every Modbus device has been polled `times` more times."""
+    targets = [device.polls + times for device in collection.modbus]
+    await eventually(lambda: all(device.polls >= target for device, target
+                                 in zip(collection.modbus, targets, strict=True)),
+                     timeout, f"every device polled {times} more times")
+
+
 @contextlib.asynccontextmanager
 async def collecting(tag_map: TagMap, url: str, directory: Path,
                      **options: float) -> AsyncIterator[Collection]:

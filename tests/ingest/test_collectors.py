@@ -24,8 +24,11 @@ from tests.ingest.collecting import (
     in_event_loop,
     last_served,
     load_sample_plant,
+    polled,
     quality_for,
+    received,
     served_by_signal,
+    settled,
     stored_counts,
     stored_process_values,
     stored_states,
@@ -59,12 +62,14 @@ async def test_opcua_collector_stores_every_served_value_once_with_its_source_ti
         async with collecting(tag_map, db_url, tmp_path / "collect") as collection:
             collector = collection.opcua[0]
             await eventually(collector.connected.is_set, 15, "the collector subscribed")
-            await asyncio.sleep(0.5)  # the subscription's first values: the baselines
+            await eventually(  # the subscription's first values: the baselines
+                lambda: collection.health.samples_received >= len(tag_map.opcua[0].nodes), 10,
+                "every node's first value")
             baseline_at = _now()
             simulator.resume()
-            await asyncio.sleep(3)
+            await asyncio.sleep(3)  # the machines run for 300 simulated seconds
             simulator.pause()
-            await asyncio.sleep(0.5)  # the last publish and flush
+            await settled(collection)  # the last publish
         assert collection.health.samples_dropped == 0
         assert collection.health.database == "connected"
     history = list(simulator.history)
@@ -105,12 +110,12 @@ async def test_modbus_collector_stores_polled_values_and_exact_counts(
             word_order="little", poll_interval_ms=100), tmp_path, signals)
         assert all(len(device.reads) == 1 for device in tag_map.modbus)
         async with collecting(tag_map, db_url, tmp_path / "collect") as collection:
-            await asyncio.sleep(0.6)  # first polls: the counters' baselines
+            await polled(collection, 2)  # first polls: the counters' baselines
             baseline_at = _now()
             simulator.resume()
-            await asyncio.sleep(3)
+            await asyncio.sleep(3)  # the machines run for 12 simulated seconds
             simulator.pause()
-            await asyncio.sleep(0.5)
+            await polled(collection, 2)  # the counters as they were at the pause
         polls = [collector.polls for collector in collection.modbus]
         assert min(polls) >= 30, polls  # 4 s at 100 ms, each device in its own task
         assert collection.health.samples_dropped == 0
@@ -151,7 +156,7 @@ async def test_opcua_server_restart_is_survived_and_the_gap_is_flagged(
         async with collecting(tag_map, db_url, tmp_path / "collect") as collection:
             collector = collection.opcua[0]
             await eventually(collector.connected.is_set, 15, "the collector subscribed")
-            await asyncio.sleep(1)
+            await eventually(lambda: collection.health.rows_written > 0, 10, "values stored")
             down_at = _now()
             await simulator.stop_opcua()
             await eventually(lambda: not collector.connected.is_set(), 15,
@@ -160,7 +165,7 @@ async def test_opcua_server_restart_is_survived_and_the_gap_is_flagged(
             await simulator.start_opcua()
             up_at = _now()
             await eventually(collector.connected.is_set, 20, "the collector reconnected")
-            await asyncio.sleep(1)
+            await received(collection, len(tag_map.opcua[0].nodes), "values after the restart")
             assert collection.health.sources[collector.name].startswith("connected")
         assert collector.reconnects == 1
     stored = stored_process_values(db_url)
@@ -270,13 +275,16 @@ nodes = [
         async with collecting(tag_map, db_url, tmp_path / "collect") as collection:
             collector = collection.opcua[0]
             await eventually(collector.connected.is_set, 15, "subscribed")
-            await asyncio.sleep(0.3)
+            await eventually(lambda: collection.health.samples_received >= 2, 10,
+                             "the two known nodes' first values")
+            before = collection.health.samples_received
             await simulator.write_status("PRESS-1.temperature", StatusCodes.BadSensorFailure)
             await simulator.write_status("PRESS-1.vibration", StatusCodes.UncertainLastUsableValue,
                                          value=3.0)
-            await asyncio.sleep(0.3)
+            await received(collection, 2, "both status changes", since=before)
+            before = collection.health.samples_received
             await simulator.write("PRESS-1.temperature", 41.5)
-            await asyncio.sleep(0.5)
+            await received(collection, 1, "the good value again", since=before)
         assert collector.refused == {"ns=2;s=PRESS-1.no-such-node": "BadNodeIdUnknown"}
         assert collection.health.sources["press"] == "stopped"
     stored = stored_process_values(db_url)
@@ -297,11 +305,11 @@ async def test_a_modbus_value_outside_the_signal_limits_is_stored_and_flagged(
         tag_map = tag_map_from(simulator_tag_map(
             plant, modbus_port=simulator.modbus_port, protocols=("modbus",),
             poll_interval_ms=50), tmp_path, signals)
-        async with collecting(tag_map, db_url, tmp_path / "collect"):
+        async with collecting(tag_map, db_url, tmp_path / "collect") as collection:
             await simulator.write("PRESS-1.temperature", 40.0)
-            await asyncio.sleep(0.3)
+            await polled(collection, 2)
             await simulator.write("PRESS-1.temperature", 500.0)  # the limits are 10-90
-            await asyncio.sleep(0.3)
+            await polled(collection, 2)
     rows = [(v, q) for _, v, q in stored_process_values(db_url)["PRESS-1.temperature"]]
     assert (40.0, Quality.GOOD) in rows
     assert rows[-1] == (500.0, Quality.OUT_OF_RANGE)

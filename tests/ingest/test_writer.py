@@ -85,7 +85,7 @@ async def test_a_batch_the_database_refuses_is_set_aside_and_the_next_one_goes_i
     writer = Writer(db_url, spool, flush_seconds=0.01, flush_rows=FLUSH_ROWS)
     running = asyncio.create_task(writer.run())
     writer.submit([Reading(TEMPERATURE, T0, 999.0), Reading(GOOD, T0, 5)])
-    await asyncio.sleep(0.3)
+    await eventually(lambda: writer.health.samples_dropped == 1, 15, "the batch refused")
     writer.submit([Reading(TEMPERATURE, T0, 20.5)])
     await writer.close()
     await running

@@ -13,6 +13,7 @@ import psycopg
 from mes.db import session_factory
 from pipelines.derive import derive_day
 from transactional.audit import acting
+from transactional.permissions import ADMINISTRATION
 from transactional.plant import load_plant
 from transactional.plant_file import read_plant_file
 
@@ -134,7 +135,7 @@ def load_test_plant(url: str, tmp_path: Path) -> None:
     path = tmp_path / "plant.toml"
     path.write_text(PLANT)
     with session_factory(url)() as session, session.begin():
-        acting(session, "mes-admin")
+        acting(session, ADMINISTRATION)
         load_plant(session, read_plant_file(path))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,8 @@ def test_kpi_by_day_lists_a_machine_without_planned_time(raw: Raw) -> None:
     assert row["period_end"] == "2026-03-04T00:00:00+01:00"
 
 
-def test_classify_a_stop_from_the_list_and_the_kpis_follow(raw: Raw) -> None:
+def test_classify_a_stop_from_the_list_and_the_kpis_follow(
+        raw: Raw, log_in: Callable[..., None]) -> None:
     runner.invoke(app, ["derive", "--from", DAY.isoformat()])
     listed = runner.invoke(app, ["downtime", "list", "--machine", "M1", "--from",
                                  DAY.isoformat(), "--to", "2026-03-04", "--json"])
@@ -67,15 +69,16 @@ def test_classify_a_stop_from_the_list_and_the_kpis_follow(raw: Raw) -> None:
     fault = next(e for e in events if e["category"] == "unplanned_stop")
     assert (fault["reason"], fault["reason_source"]) == ("BREAKDOWN", "fault_code")
 
-    result = runner.invoke(app, ["downtime", "classify", str(fault["id"]), "--reason", "PM",
-                                 "--by", "100"])
+    nobody = runner.invoke(app, ["downtime", "classify", str(fault["id"]), "--reason", "PM"])
+    assert nobody.exit_code == 1 and "nobody is logged in" in nobody.output
+    log_in("100")
+    result = runner.invoke(app, ["downtime", "classify", str(fault["id"]), "--reason", "PM"])
 
     assert result.exit_code == 0, result.output
     shift = raw.kpi("M1", "shift", local(DAY, "06:00"))
     assert shift["planned_busy_seconds"] == 6.5 * 3600
-    refused = runner.invoke(app, ["downtime", "classify", "999999", "--reason", "PM",
-                                  "--by", "100"])
+    refused = runner.invoke(app, ["downtime", "classify", "999999", "--reason", "PM"])
     assert refused.exit_code == 1 and "no downtime event 999999" in refused.output
     unknown = runner.invoke(app, ["downtime", "classify", str(fault["id"]), "--reason",
-                                  "NOPE", "--by", "100"])
+                                  "NOPE"])
     assert unknown.exit_code == 1 and "'NOPE' does not exist" in unknown.output

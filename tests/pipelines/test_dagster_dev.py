@@ -81,13 +81,21 @@ def test_dagster_dev_starts_answers_and_stops(db_url: str, dagster_db: str,
     finally:
         # dagster dev ignores SIGTERM alone; SIGINT to the whole group stops it and its
         # code server and daemon.
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
+        # On a loaded machine the first SIGINT can land while a child is still starting;
+        # a second one, as a user at the terminal would press Ctrl-C again, finishes it.
+        stopped = False
+        for patience in (60, 120):
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=patience)
+                stopped = True
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        if not stopped:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-            pytest.fail("dagster dev did not stop on SIGINT within 60 s")
+            pytest.fail("dagster dev did not stop on SIGINT (twice, within 180 s)")
     deadline = time.monotonic() + 30
     while _group_alive(process.pid) and time.monotonic() < deadline:
         time.sleep(0.5)

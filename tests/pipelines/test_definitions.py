@@ -25,7 +25,8 @@ def test_the_definitions_load_with_partitions_checks_and_schedules() -> None:
 
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {"machine_time", "downtime_events", "kpis", "count_reconciliation"}
+    assert keys == {"machine_time", "downtime_events", "kpis", "count_reconciliation",
+                    "cmms_work_requests"}
     plant_day = defs.resolve_assets_def("kpis")
     specs = {spec.key.to_user_string(): spec for spec in plant_day.specs}
     assert specs["kpis"].metadata["partition_expr"] == "period_start"

@@ -200,7 +200,7 @@ def test_a_late_reclassification_restates_the_kpis(raw: Raw) -> None:
 def _run(raw: Raw, machine: str, material: str, order: str, start: dt.datetime,
          end: dt.datetime, good: float) -> None:
     with raw.connect() as conn, conn.transaction():
-        conn.execute("SELECT set_config('mes.actor', 'test', true)")
+        conn.execute("SELECT set_config('mes.actor', 'mes-admin', true)")
         conn.execute(
             "INSERT INTO mes.product_definition (code, name, material_id) SELECT %s, %s, id "
             "FROM mes.material_definition WHERE code = %s ON CONFLICT DO NOTHING",

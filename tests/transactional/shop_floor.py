@@ -82,7 +82,7 @@ def material_id(session: Session, code: str) -> int:
 
 
 def build(session: Session) -> ShopFloor:
-    """Load everything in one committed transaction, acting as 'setup'."""
+    """Load everything in one committed transaction, acting as the administration account."""
     with session.begin():
         acting(session, "mes-admin")
         load_plant(session, read_plant_file(SAMPLE_PLANT))

@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -35,6 +36,7 @@ from transactional.erp_import import B2MML, b2mml_schema
 from transactional.models import LaborSession
 
 NS = {"b": B2MML}
+PLANNER = "4001"
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "transactional" / "b2mml"
 
 
@@ -42,7 +44,7 @@ SCHEMA_DIR = Path(__file__).resolve().parents[2] / "transactional" / "b2mml"
 def history(session: Session) -> Session:
     setup_plant(session)
     make_history(session)
-    acting(session, "setup")
+    acting(session, "mes-admin")
     press_1 = session.execute(text("SELECT id FROM mes.equipment WHERE code = 'PRESS-1'"))
     machine = press_1.scalar_one()
     person = session.execute(text("SELECT id FROM mes.person WHERE badge = '1001'")).scalar_one()
@@ -56,6 +58,7 @@ def history(session: Session) -> Session:
 
 def _export(session: Session, out: Path, **options: bool) -> list[Path]:
     with session.begin():
+        acting(session, PLANNER)
         _, paths = export_actuals(session, out, **options)  # type: ignore[arg-type]
     return paths
 
@@ -138,7 +141,7 @@ def test_a_repeat_export_is_empty_and_a_correction_goes_as_a_change(
     assert [r.change for r in repeated] == ["repeat", "repeat"]
 
     # A correction: 5 of the painted parts were scrap after all.
-    acting(history, "setup")
+    acting(history, "mes-admin")
     history.execute(text("UPDATE mes.operation_run SET scrap_quantity = 5 "
                          "WHERE operation_id = (SELECT id FROM mes.routing_operation "
                          "WHERE code = 'PAINT')"))
@@ -158,10 +161,12 @@ def test_the_export_csv_back_from_erp_acknowledges_its_records(
         history: Session, tmp_path: Path) -> None:
     _, csv_path, _ = _export(history, tmp_path / "actuals.xml")
     with history.begin():
+        acting(history, PLANNER)
         assert unacknowledged(history) == 2
         report = acknowledge(history, read_ack_file(csv_path))
     assert report.marked == 2 and report.unknown == ()
     with history.begin():
+        acting(history, PLANNER)
         assert unacknowledged(history) == 0
         again = acknowledge(history, read_ack_file(csv_path))
     assert again.marked == 0 and len(again.unknown) == 2
@@ -199,8 +204,15 @@ def test_xmllint_agrees_the_export_is_valid(history: Session, tmp_path: Path) ->
     assert "validates" in result.stderr
 
 
-def test_mes_erp_export_and_ack(history: Session, use_database: str, tmp_path: Path) -> None:
+def test_mes_erp_export_and_ack(history: Session, use_database: str, tmp_path: Path,
+                                log_in: Callable[..., None]) -> None:
     runner = CliRunner()
+    operator = tmp_path / "refused.xml"
+    log_in("1001")
+    refused = runner.invoke(app, ["erp", "export", "--out", str(operator)])
+    assert refused.exit_code == 1 and "may not export actuals to ERP" in refused.output
+    assert not operator.exists()
+    log_in(PLANNER)
     out = tmp_path / "outbox" / "actuals.xml"
     first = runner.invoke(app, ["erp", "export", "--out", str(out)])
     assert first.exit_code == 0, first.output

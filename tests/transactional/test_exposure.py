@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select, text
@@ -137,7 +138,7 @@ def test_a_window_cuts_runs_and_judges_them_from_the_samples(
 
 def test_changed_limits_are_judged_from_the_samples(session: Session,
                                                     history: dict[str, int]) -> None:
-    acting(session, "setup")
+    acting(session, "mes-admin")
     session.execute(text("UPDATE mes.signal SET high_limit = 100 WHERE code = :c"),
                     {"c": SIGNAL})
     session.commit()
@@ -166,11 +167,16 @@ def test_a_signal_without_limits_or_unknown_is_refused(session: Session,
         exposed_lots(session, "PRESS-1.state")
 
 
-def test_mes_lot_exposed(history: dict[str, int], use_database: str) -> None:
+def test_mes_lot_exposed(history: dict[str, int], use_database: str,
+                         log_in: Callable[..., None]) -> None:
     result = CliRunner().invoke(app, ["lot", "exposed", "--signal", SIGNAL, "--json"])
     assert result.exit_code == 0, result.output
     assert [lot["code"] for lot in json.loads(result.output)["made"]] == ["LOT-B"]
     text_ = CliRunner().invoke(app, ["lot", "exposed", "--signal", SIGNAL])
     assert "made LOT-B" in text_.output and "BOX-1" in text_.output
     refused = CliRunner().invoke(app, ["lot", "exposed", "--signal", SIGNAL, "--hold"])
-    assert refused.exit_code == 1 and "--by" in refused.output
+    assert refused.exit_code == 1 and "nobody is logged in" in refused.output
+    log_in("2001")  # quality
+    held = CliRunner().invoke(app, ["lot", "exposed", "--signal", SIGNAL, "--hold", "--json"])
+    assert held.exit_code == 0, held.output
+    assert json.loads(held.output)["held"] == ["LOT-B", "BOX-1", "PAINTED-1"]

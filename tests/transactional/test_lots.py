@@ -668,6 +668,7 @@ def test_lot_changes_are_in_the_audit_log_with_who(plant: Session, routing: Rout
 
 # --- the `mes lot` commands --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_lot_commands(use_database: str, log_in: Callable[..., None]) -> None:
     with session_factory(use_database)() as session:
         setup_plant(session)

@@ -495,6 +495,7 @@ def test_an_output_lot_needs_a_location(session: Session, floor: ShopFloor) -> N
 
 # --- the command line ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_shift_on_the_command_line(session: Session, floor: ShopFloor, use_database: str,
                                      tmp_path: Path, log_in: Callable[..., None]) -> None:
     """Each person logs in at the terminal and acts as themselves; nobody types another's

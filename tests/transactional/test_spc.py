@@ -101,7 +101,7 @@ def test_limits_come_from_the_baseline_not_the_judged_data() -> None:
 
 def test_violations_become_process_events_once(session: Session) -> None:
     setup_plant(session)
-    acting(session, "setup")
+    acting(session, "mes-admin")
     signal = session.scalars(select(Signal.id).where(Signal.code == SIGNAL)).one()
     values = [50, 51, 49, 50, 52, 48, 50, 51, 49, 50, 70]
     session.execute(_insert_samples(signal, values))
@@ -130,7 +130,7 @@ def _insert_samples(signal: int, values: Sequence[float]) -> TextClause:
 
 def test_mes_spc_check(session: Session, use_database: str) -> None:
     setup_plant(session)
-    acting(session, "setup")
+    acting(session, "mes-admin")
     signal = session.scalars(select(Signal.id).where(Signal.code == SIGNAL)).one()
     session.execute(_insert_samples(signal, [50, 51, 49, 50, 52, 48, 50, 51, 49, 50, 70]))
     session.commit()

@@ -9,6 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from pymodbus.client import AsyncModbusTcpClient
 from typer.testing import CliRunner
 
@@ -16,6 +17,7 @@ from mes.cli import app
 from tests.conftest import REPO
 
 
+@pytest.mark.slow
 def test_simulate_serves_until_terminated_and_writes_the_tag_map(tmp_path: Path) -> None:
     tag_map = tmp_path / "simulator.toml"
     process = subprocess.Popen(
