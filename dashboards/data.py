@@ -11,17 +11,24 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import polars as pl
 import streamlit as st
 from sqlalchemy.orm import Session
 
 from mes.db import database_url, session_factory
-from transactional import genealogy, overview
+from pipelines import reports
+from pipelines.live import LiveBoard, LiveShift, live_shift
+from transactional import genealogy, overview, spc
 from transactional.dispatch import DispatchList, dispatch_list
+from transactional.exposure import Exposure, exposed_lots
 
 # Seconds a result may be reused: screens refresh every few seconds, and orders, holds and
-# nonconformances change at human speed.
+# nonconformances change at human speed. The board refreshes every BOARD_REFRESH seconds
+# and reuses a derivation for LIVE seconds, so that many screens cost one.
 SHORT = 5
 LONG = 60
+LIVE = 2
+BOARD_REFRESH = 5
 
 
 @contextmanager
@@ -66,3 +73,93 @@ def trace(lot_code: str) -> genealogy.Trace:
     """A lot's genealogy both ways (`mes trace`)."""
     with _reading() as session:
         return genealogy.trace(session, lot_code, genealogy.DIRECTIONS)
+
+
+@st.cache_resource(show_spinner=False)
+def _board(url: str) -> LiveBoard:
+    """One per server process and database: its connection and kept counts serve every
+    screen showing the board."""
+    return LiveBoard(url)
+
+
+@st.cache_data(ttl=LIVE, show_spinner=False)
+def live(now: dt.datetime | None = None) -> LiveShift:
+    """The running shift so far, derived from the hypertables (`pipelines.live`); a fixed
+    `now` (tests, history) is read afresh."""
+    if now is not None:
+        return live_shift(database_url(), now)
+    return _board(database_url()).shift()
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def downtime_pareto(start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    return reports.downtime_pareto(database_url(), start, end)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def state_timeline(machines: tuple[str, ...], start: dt.datetime,
+                   end: dt.datetime) -> pl.DataFrame:
+    frames = [reports.state_timeline(database_url(), machine, start, end)
+              for machine in machines]
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def kpis_over(start: dt.datetime, end: dt.datetime, scope: str = "machine") -> pl.DataFrame:
+    return reports.kpis_over(database_url(), start, end, scope=scope)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def kpi_trend(start: dt.datetime, end: dt.datetime, scope: str = "site",
+              period: str = "day") -> pl.DataFrame:
+    return reports.kpi_trend(database_url(), start, end, scope=scope, period=period)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def downtime_events(start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    return reports.downtime_events(database_url(), start, end)
+
+
+@st.cache_data(ttl=LONG, show_spinner=False)
+def downtime_reasons() -> pl.DataFrame:
+    return reports.downtime_reasons(database_url())
+
+
+@st.cache_data(ttl=LONG, show_spinner=False)
+def machines() -> list[str]:
+    return reports.machines(database_url())
+
+
+@st.cache_data(ttl=LONG, show_spinner=False)
+def signals() -> pl.DataFrame:
+    return reports.signals(database_url())
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def signal_trend(codes: tuple[str, ...], start: dt.datetime,
+                 end: dt.datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return reports.signal_trend(database_url(), list(codes), start, end)
+
+
+@st.cache_data(ttl=LONG, show_spinner=False)
+def characteristics() -> list[str]:
+    with _reading() as session:
+        return spc.characteristics(session)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def spc_chart(characteristic: str | None, signal: str | None,
+              baseline: tuple[dt.datetime, dt.datetime],
+              judged: tuple[dt.datetime, dt.datetime]) -> spc.ChartView:
+    """An individuals chart with limits from `baseline` (`mes spc check`)."""
+    with _reading() as session:
+        return spc.individuals_chart(session, characteristic=characteristic, signal=signal,
+                                     baseline=baseline, judged=judged)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def exposure(signal: str, since: dt.datetime | None,
+             until: dt.datetime | None) -> Exposure:
+    """Lots made while `signal` was out of its limits, and what was made of them."""
+    with _reading() as session:
+        return exposed_lots(session, signal, since, until)

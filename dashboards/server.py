@@ -8,6 +8,7 @@ environment), so it shows the database the command line works on.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,19 @@ APP = Path(__file__).resolve().with_name("app.py")
 
 class DashboardsError(MesError):
     """The app could not be served."""
+
+
+def free_port(preferred: int, address: str = "127.0.0.1") -> int:
+    """`preferred` if nothing listens there, else a port the system picks."""
+    for candidate in (preferred, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind((address, candidate))
+            except OSError:
+                continue
+            port: int = probe.getsockname()[1]
+            return port
+    raise DashboardsError(f"no free port on {address}")
 
 
 def start(port: int, address: str = "127.0.0.1",

@@ -136,17 +136,37 @@ FROM ts.production_count c
 WHERE c.ts >= $1 AND c.ts < $2
 GROUP BY 1, 2
 """
-COUNTS_SPLIT_AT = """
+_BOUNDARIES = """
 WITH boundary AS (
     SELECT DISTINCT b.equipment_id, time_bucket($3::interval, b.at) AS minute
-    FROM jsonb_to_recordset($4::jsonb) AS b(equipment_id integer, at timestamptz))
+    FROM jsonb_to_recordset($4::jsonb) AS b(equipment_id integer, at timestamptz))"""
+_SPLIT_BUCKETS = """
 SELECT c.equipment_id,
        CASE WHEN bd.minute IS NULL THEN time_bucket($3::interval, c.ts) ELSE c.ts END AS bucket,
-       sum(c.good)::bigint AS good, sum(c.reject)::bigint AS reject
-FROM ts.production_count c
+       sum(c.good)::bigint AS good, sum(c.reject)::bigint AS reject"""
+_AT_BOUNDARY = """
 LEFT JOIN boundary bd
-  ON bd.equipment_id = c.equipment_id AND bd.minute = time_bucket($3::interval, c.ts)
+  ON bd.equipment_id = c.equipment_id AND bd.minute = time_bucket($3::interval, c.ts)"""
+COUNTS_SPLIT_AT = f"""{_BOUNDARIES}{_SPLIT_BUCKETS}
+FROM ts.production_count c{_AT_BOUNDARY}
 WHERE c.ts >= $1 AND c.ts < $2
+GROUP BY 1, 2
+"""
+
+# The same for a few recent minutes of the machines in $4 ($5 when split; a JSON array of
+# ids): one index range scan a machine (the primary key leads with the machine), where the
+# plain form scans the chunk. The board reads this way at every refresh.
+COUNTS_OF_MACHINES = """
+SELECT c.equipment_id, time_bucket($3::interval, c.ts) AS bucket,
+       sum(c.good)::bigint AS good, sum(c.reject)::bigint AS reject
+FROM jsonb_array_elements_text($4::jsonb) AS m(id)
+JOIN ts.production_count c ON c.equipment_id = m.id::integer AND c.ts >= $1 AND c.ts < $2
+GROUP BY 1, 2
+"""
+COUNTS_OF_MACHINES_SPLIT_AT = f"""{_BOUNDARIES}{_SPLIT_BUCKETS}
+FROM jsonb_array_elements_text($5::jsonb) AS m(id)
+JOIN ts.production_count c ON c.equipment_id = m.id::integer AND c.ts >= $1 AND c.ts < $2
+{_AT_BOUNDARY}
 GROUP BY 1, 2
 """
 
@@ -285,6 +305,76 @@ RECONCILIATION_FLAGS = """
 SELECT count(*) FILTER (WHERE NOT within_tolerance) AS outside_tolerance, count(*) AS runs
 FROM derived.count_reconciliation
 WHERE operation_run_id = ANY(SELECT (jsonb_array_elements_text($1::jsonb))::integer)
+"""
+
+
+# -- what the dashboards read ---------------------------------------------------------------
+
+# Stops overlapping [$1, $2) added up per reason (unclassified ones under no reason).
+DOWNTIME_PARETO = """
+SELECT coalesce(r.code, 'unclassified') AS reason, d.planned, count(*)::bigint AS stops,
+       sum(extract(epoch FROM least(coalesce(d.ended_at, $2), $2) - greatest(d.started_at, $1))
+           )::float8 AS seconds
+FROM derived.downtime_event d
+LEFT JOIN mes.downtime_reason r ON r.id = d.downtime_reason_id
+WHERE d.started_at < $2 AND coalesce(d.ended_at, 'infinity'::timestamptz) > $1
+  AND NOT d.micro_stop
+GROUP BY 1, 2
+ORDER BY seconds DESC
+"""
+
+# A machine's time in [$2, $3) as runs of one category: consecutive segments merged.
+STATE_TIMELINE = """
+WITH segment AS (
+    SELECT t.starts_at, t.ends_at, t.category, r.code AS reason,
+           row_number() OVER (ORDER BY t.starts_at)
+             - row_number() OVER (PARTITION BY t.category, r.code ORDER BY t.starts_at) AS island
+    FROM derived.machine_time t
+    JOIN mes.equipment e ON e.id = t.equipment_id
+    LEFT JOIN mes.downtime_reason r ON r.id = t.downtime_reason_id
+    WHERE e.code = $1 AND t.starts_at < $3 AND t.ends_at > $2)
+SELECT min(starts_at) AS starts_at, max(ends_at) AS ends_at, category, reason
+FROM segment GROUP BY island, category, reason ORDER BY 1
+"""
+
+# Stored base quantities of one scope and period in [$3, $4), per equipment.
+KPI_BASE = """
+SELECT e.code AS equipment, k.*
+FROM derived.kpi k JOIN mes.equipment e ON e.id = k.equipment_id
+WHERE k.scope = $1 AND k.period = $2 AND k.period_start >= $3 AND k.period_start < $4
+ORDER BY k.period_start, e.code
+"""
+
+SIGNALS = """
+SELECT s.code AS signal, s.name, s.unit, s.low_limit, s.high_limit, e.code AS machine
+FROM mes.signal s JOIN mes.equipment e ON e.id = s.equipment_id
+WHERE s.kind = 'process_value' ORDER BY e.code, s.code
+"""
+
+# Process values of the signals named in $1 (a JSON array of codes) in [$2, $3), averaged
+# (with minimum and maximum) per $4 bucket in the database, so a month draws quickly.
+SIGNAL_TREND = """
+SELECT s.code AS signal, time_bucket($4::interval, v.ts) AS bucket,
+       avg(v.value)::float8 AS mean, min(v.value)::float8 AS low,
+       max(v.value)::float8 AS high, count(*)::bigint AS samples
+FROM ts.process_value v JOIN mes.signal s ON s.id = v.signal_id
+WHERE s.code = ANY(SELECT jsonb_array_elements_text($1::jsonb)) AND v.ts >= $2 AND v.ts < $3
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+# The runs on the machines of the signals named in $1 that overlap [$2, $3).
+SIGNAL_RUNS = """
+SELECT e.code AS machine, r.id AS run, wo.code AS work_order, r.started_at,
+       coalesce(r.ended_at, $3) AS ended_at,
+       (SELECT string_agg(l.code, ', ' ORDER BY l.code) FROM mes.material_lot l
+         WHERE l.produced_by_run_id = r.id) AS lots
+FROM mes.operation_run r
+JOIN mes.equipment e ON e.id = r.equipment_id
+JOIN mes.work_order wo ON wo.id = r.work_order_id
+WHERE r.equipment_id IN (SELECT s.equipment_id FROM mes.signal s
+                         WHERE s.code = ANY(SELECT jsonb_array_elements_text($1::jsonb)))
+  AND r.started_at < $3 AND coalesce(r.ended_at, 'infinity'::timestamptz) > $2
+ORDER BY r.started_at
 """
 
 

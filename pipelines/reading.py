@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -70,13 +71,18 @@ def count_grid_minutes(shifts: list[ShiftPattern], breaks: list[BreakPattern],
     return math.gcd(*minutes) or 60
 
 
+def shift_patterns(conn: queries.Connection) -> list[ShiftPattern]:
+    """Every calendar's shifts as patterns (`calendar.shift_instances` places them)."""
+    return [ShiftPattern(r["shift_id"], r["calendar_id"], r["code"],
+                         dt.timedelta(seconds=r["start_seconds"]),
+                         dt.timedelta(seconds=r["duration_seconds"]),
+                         frozenset(int(d) for d in r["weekdays"].split(",")))
+            for r in queries.frame(conn, queries.SHIFTS).to_dicts()]
+
+
 def _calendar_frames(conn: queries.Connection, windows: pl.DataFrame
                      ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
-    shifts = [ShiftPattern(r["shift_id"], r["calendar_id"], r["code"],
-                           dt.timedelta(seconds=r["start_seconds"]),
-                           dt.timedelta(seconds=r["duration_seconds"]),
-                           frozenset(int(d) for d in r["weekdays"].split(",")))
-              for r in queries.frame(conn, queries.SHIFTS).to_dicts()]
+    shifts = shift_patterns(conn)
     breaks = [BreakPattern(r["shift_id"], dt.timedelta(seconds=r["offset_seconds"]),
                            dt.timedelta(seconds=r["duration_seconds"]), r["downtime_reason_id"])
               for r in queries.frame(conn, queries.BREAKS).to_dicts()]
@@ -110,8 +116,34 @@ def _calendar_frames(conn: queries.Connection, windows: pl.DataFrame
     )
 
 
+CountsReader = Callable[[queries.Connection, dt.datetime, dt.datetime, str, pl.DataFrame],
+                        pl.DataFrame]
+
+
+def read_counts(conn: queries.Connection, low: dt.datetime, high: dt.datetime, bucket: str,
+                run_edges: pl.DataFrame) -> pl.DataFrame:
+    """Counts in [low, high) summed per machine and `bucket`, split at run edges."""
+    if run_edges.is_empty():
+        return queries.frame(conn, queries.COUNTS, [low, high, bucket])
+    return queries.frame(conn, queries.COUNTS_SPLIT_AT,
+                         [low, high, bucket, queries.boundaries_json(run_edges)])
+
+
+def read_recent_counts(conn: queries.Connection, machines: list[int], low: dt.datetime,
+                       high: dt.datetime, bucket: str, run_edges: pl.DataFrame) -> pl.DataFrame:
+    """`read_counts` for a short span of the machines named, through their index."""
+    named = queries.ids_json(machines)
+    if run_edges.is_empty():
+        return queries.frame(conn, queries.COUNTS_OF_MACHINES, [low, high, bucket, named])
+    return queries.frame(conn, queries.COUNTS_OF_MACHINES_SPLIT_AT,
+                         [low, high, bucket, queries.boundaries_json(run_edges), named])
+
+
 def read_inputs(conn: queries.Connection, windows: pl.DataFrame,
-                now: dt.datetime | None = None) -> Inputs:
+                now: dt.datetime | None = None,
+                counts_reader: CountsReader | None = None) -> Inputs:
+    """The frames `derivation.derive` works on, for `windows`; `counts_reader` (by default
+    `read_counts`) sums the counts."""
     now = now or dt.datetime.now(dt.UTC)
     low = windows["window_start"].min()
     high = windows["window_end"].max()
@@ -137,10 +169,8 @@ def read_inputs(conn: queries.Connection, windows: pl.DataFrame,
         windows.select("equipment_id"), on="equipment_id")
     run_edges = pl.concat([runs.select("equipment_id", pl.col(c).alias("at"))
                            for c in ("started_at", "ended_at")]).filter(pl.col("at") < FAR)
-    counts = (queries.frame(conn, queries.COUNTS, [low, high, bucket])
-              if run_edges.is_empty() else
-              queries.frame(conn, queries.COUNTS_SPLIT_AT,
-                            [low, high, bucket, queries.boundaries_json(run_edges)]))
+    counts = (read_counts if counts_reader is None else counts_reader)(
+        conn, low, high, bucket, run_edges)
     counts = (counts.with_columns(pl.col("equipment_id").cast(pl.Int32))
               .join(windows.select("equipment_id", "window_start", "window_end"),
                     on="equipment_id")

@@ -245,3 +245,49 @@ def record_violations(session: Session, series: Series, chart: Chart,
                                  ).returning(ProcessEvent.id)
         new += len(session.execute(statement).scalars().all())
     return new
+
+
+CHARACTERISTICS = text("SELECT DISTINCT characteristic FROM mes.inspection_plan ORDER BY 1")
+
+
+def characteristics(session: Session) -> list[str]:
+    """Every characteristic an inspection plan measures, for choosing a chart."""
+    return list(session.scalars(CHARACTERISTICS))
+
+
+@dataclass(frozen=True)
+class ChartView:
+    """An individuals chart as a screen draws it: the points judged, the limits from the
+    baseline, the rule violations and (with a specification) the capability."""
+
+    subject: str
+    baseline_points: int
+    points: tuple[Point, ...]
+    limits: Limits | None
+    violations: tuple[Violation, ...]
+    lower_spec: float | None
+    upper_spec: float | None
+    capability: Capability | None
+
+
+def individuals_chart(session: Session, *, characteristic: str | None = None,
+                      signal: str | None = None, baseline: tuple[dt.datetime, dt.datetime],
+                      judged: tuple[dt.datetime, dt.datetime]) -> ChartView:
+    """The individuals chart of `mes spc check`: limits from the baseline window, the
+    judged window's violations and capability; no limits with fewer than two baseline
+    points."""
+    base = load_series(session, characteristic=characteristic, signal=signal,
+                       since=baseline[0], until=baseline[1])
+    series = load_series(session, characteristic=characteristic, signal=signal,
+                         since=judged[0], until=judged[1])
+    values = [p.value for p in series.points]
+    if len(base.points) < 2:
+        return ChartView(series.subject, len(base.points), series.points, None, (),
+                         series.lower_spec, series.upper_spec, None)
+    limits, _ranges = individuals_limits([p.value for p in base.points])
+    found = tuple(western_electric(values, limits))
+    has_spec = series.lower_spec is not None or series.upper_spec is not None
+    cap = (capability(values, series.lower_spec, series.upper_spec, sigma_within=limits.sigma)
+           if len(values) >= 2 and has_spec and limits.sigma > 0 else None)
+    return ChartView(series.subject, len(base.points), series.points, limits, found,
+                     series.lower_spec, series.upper_spec, cap)

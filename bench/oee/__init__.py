@@ -121,20 +121,37 @@ FROM run r LEFT JOIN cnt c USING (equipment_id, hour_start)
 """
 
 
+def load_bench_plant(url: str, name: str, plant: str) -> None:
+    """Load the plant definition text `plant` into the scratch database `name`."""
+    plant_file = Path(f"/tmp/{name}.toml")
+    plant_file.write_text(plant)
+    try:
+        with session_factory(url)() as session, session.begin():
+            acting(session, ADMINISTRATION)
+            load_plant(session, read_plant_file(plant_file))
+    finally:
+        plant_file.unlink()
+
+
+def committed_and_analyzed(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    """Commit the generated rows, analyze both hypertables; their state and count rows."""
+    conn.commit()
+    conn.autocommit = True
+    conn.execute("ANALYZE ts.equipment_state")
+    conn.execute("ANALYZE ts.production_count")
+    rows = conn.execute("SELECT (SELECT count(*) FROM ts.equipment_state), "
+                        "(SELECT count(*) FROM ts.production_count)").fetchone()
+    assert rows is not None
+    return int(rows[0]), int(rows[1])
+
+
 def run_oee_bench(machines: int, days: int, progress: Callable[[str], None]
                   ) -> dict[str, Any]:
     cluster = running_local_cluster("OEE benchmark", "a scratch database it drops",
                                     OeeBenchError)
     results: dict[str, Any] = {"machines": machines, "days": days}
     with scratch_database(cluster, "mes_bench_oee") as scratch:
-        plant_file = Path(f"/tmp/{scratch.name}.toml")
-        plant_file.write_text(bench_plant(machines))
-        try:
-            with session_factory(scratch.url)() as session, session.begin():
-                acting(session, ADMINISTRATION)
-                load_plant(session, read_plant_file(plant_file))
-        finally:
-            plant_file.unlink()
+        load_bench_plant(scratch.url, scratch.name, bench_plant(machines))
         start = dt.datetime.combine(FIRST_DAY, dt.time(), tzinfo=dt.UTC)
         progress(f"generating {days} day(s) of {machines} machines: states and 1 Hz counts")
         with psycopg.connect(scratch.url) as conn:
@@ -144,14 +161,7 @@ def run_oee_bench(machines: int, days: int, progress: Callable[[str], None]
                 conn.execute(COUNTS, {"start": start, "first": d * 86400,
                                       "last": (d + 1) * 86400})
             load = time.perf_counter() - began
-            conn.commit()
-            conn.autocommit = True
-            conn.execute("ANALYZE ts.equipment_state")
-            conn.execute("ANALYZE ts.production_count")
-            rows = conn.execute("SELECT (SELECT count(*) FROM ts.equipment_state), "
-                                "(SELECT count(*) FROM ts.production_count)").fetchone()
-        assert rows is not None
-        results["state_rows"], results["count_rows"] = rows
+            results["state_rows"], results["count_rows"] = committed_and_analyzed(conn)
         results["load_seconds"] = round(load, 1)
         now = start + dt.timedelta(days=days + 1)
         day = FIRST_DAY

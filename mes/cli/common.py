@@ -18,26 +18,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import psycopg
 import typer
 from psycopg import errors as pg_errors
-from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from mes import login
-from mes.db import database_url, session_factory
-from transactional.audit import acting, seal
+from mes.acting import act_with_token, acting_with_token
+from mes.acting import session as session
+from mes.acting import transaction as transaction
+from transactional.audit import acting
 from transactional.errors import MesError, NotPermitted
-from transactional.identity import resume
 from transactional.labor import person_by_badge
 from transactional.models import Person
-from transactional.permissions import ADMINISTRATION, APPLICATION_ROLE
+from transactional.permissions import ADMINISTRATION
 
-SET_LOGIN_METHOD = text("SELECT set_config('mes.login_method', :method, true)")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -90,35 +89,6 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _as_application(opened: Session) -> None:
-    """Every transaction of `opened` runs as the application role, not as the owner."""
-
-    def set_role(_session: Any, _transaction: Any, connection: Any) -> None:
-        connection.exec_driver_sql(f"SET LOCAL ROLE {APPLICATION_ROLE}")
-
-    event.listen(opened, "after_begin", set_role)
-
-
-@contextmanager
-def session(*, owner: bool = False) -> Iterator[Session]:
-    """A session on the configured database as the application role (the owner only for
-    administration); the caller decides about transactions."""
-    with session_factory(database_url())() as opened:
-        if not owner:
-            _as_application(opened)
-        yield opened
-
-
-@contextmanager
-def transaction(*, owner: bool = False) -> Iterator[Session]:
-    """One command, one transaction, committed when the block ends without an error; the
-    audit records it wrote are sealed into the chain afterwards."""
-    with session(owner=owner) as opened:
-        with opened.begin():
-            yield opened
-        seal(opened)
-
-
 def read_password(prompt: str, from_stdin: bool) -> str:
     """A password from the terminal (not echoed) or the first line of standard input."""
     if from_stdin:
@@ -134,11 +104,8 @@ def acting_session() -> Iterator[tuple[Session, Person]]:
     saved = login.saved()
     if saved is None:
         raise NotPermitted("nobody is logged in here: mes login BADGE")
-    with transaction() as opened:
-        authenticated = resume(opened, saved.token)
-        acting(opened, authenticated.person.badge)
-        opened.execute(SET_LOGIN_METHOD, {"method": authenticated.method})
-        yield opened, authenticated.person
+    with acting_with_token(saved.token) as acted:
+        yield acted
 
 
 @contextmanager
@@ -152,10 +119,7 @@ def administration() -> Iterator[tuple[Session, Person]]:
             acting(opened, ADMINISTRATION)
             person = person_by_badge(opened, ADMINISTRATION)
         else:
-            authenticated = resume(opened, saved.token)
-            person = authenticated.person
-            acting(opened, person.badge)
-            opened.execute(SET_LOGIN_METHOD, {"method": authenticated.method})
+            person = act_with_token(opened, saved.token)
         yield opened, person
 
 

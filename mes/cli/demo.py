@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
 
+from dashboards.server import free_port, wait_ready
+from dashboards.server import start as start_dashboards
+from dashboards.server import stop as stop_dashboards
 from mes.cli.common import administration, hidden, sample_plant, user_errors
 from mes.cli.db import bring_up, db_status, password_hint
 from mes.cli.plant import load_plant_file
@@ -38,26 +42,63 @@ def _demo_orders() -> None:
     typer.echo(f"sample maintenance windows: {windows.summary()}")
 
 
+# Collected before the KPIs are derived when the demo runs until Ctrl-C.
+FIRST_SECONDS = 10.0
+# Long enough to mean "until Ctrl-C" for asyncio.sleep.
+UNTIL_STOPPED = 10.0 ** 9
+
+
 @app.command("demo")
 @user_errors
 def demo(
-    seconds: Annotated[float, typer.Option(
-        min=0, help="how long the simulator and the collectors run (0: not at all)")] = 10,
+    seconds: Annotated[float | None, typer.Option(
+        min=0, help="run the simulator and the collectors this long, then stop everything "
+                    "(0: not at all); without it the demo runs until Ctrl-C")] = None,
+    port: Annotated[int, typer.Option(
+        help="port of the dashboards (another free one if it is taken)")] = 8501,
 ) -> None:
     """Set up the database, load the sample plant, run the line simulator and both
-    collectors for a few seconds, and show what arrived."""
+    collectors, derive the KPIs and serve the dashboards: until Ctrl-C, or for --seconds."""
     url = bring_up()
     path = sample_plant()
     report = load_plant_file(path)
     typer.echo(f"sample plant {path}: " + ("loaded" if report.changed else "already loaded"))
     _demo_orders()
     db_status()
-    if seconds > 0:
-        typer.echo("")
-        asyncio.run(live_demo(read_plant_file(path), database_url(get_settings()),
-                              get_settings().collect_path / "demo", seconds, typer.echo,
-                              role=get_settings().collect_role))
-        _demo_kpis(read_plant_file(path).machines)
+    address = "127.0.0.1"
+    port = free_port(port, address)
+    # The dashboards start while the collectors run: Streamlit takes a few seconds.
+    dashboards = start_dashboards(port, address)
+    try:
+        first = FIRST_SECONDS if seconds is None else seconds
+        if first > 0:
+            typer.echo("")
+            _collect(path, first)
+            _demo_kpis(read_plant_file(path).machines)
+        site = f"http://{address}:{port}"
+        wait_ready(dashboards, site)
+        typer.echo(f"\ndashboards at {site} (the shift board; the operator station logs in "
+                   "with a badge and password)")
+        typer.echo("Dagster: eval \"$(.venv/bin/mes pipelines env)\" && "
+                   ".venv/bin/dagster dev -m pipelines.definitions  (http://127.0.0.1:3000)")
+        _where_next(url)
+        if seconds is None:
+            typer.echo("\ncollecting live until Ctrl-C")
+            try:
+                _collect(path, UNTIL_STOPPED)
+            except KeyboardInterrupt:
+                typer.echo("stopping")
+    finally:
+        stop_dashboards(dashboards)
+
+
+def _collect(path: Path, seconds: float) -> None:
+    asyncio.run(live_demo(read_plant_file(path), database_url(get_settings()),
+                          get_settings().collect_path / "demo", seconds, typer.echo,
+                          role=get_settings().collect_role))
+
+
+def _where_next(url: str) -> None:
     typer.echo(
         "\nWhere to look next:\n"
         f"  psql '{hidden(url)}'{password_hint()}\n"

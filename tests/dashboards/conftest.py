@@ -17,3 +17,4 @@ def app(use_database: str) -> Iterator[AppTest]:
     st.cache_data.clear()
     yield AppTest.from_file(str(APP), default_timeout=60)
     st.cache_data.clear()
+    st.cache_resource.clear()  # the board's kept connection to this test's database

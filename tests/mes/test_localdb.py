@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,6 +138,11 @@ def test_demo_migrates_loads_the_sample_plant_and_shows_data_arriving(
     kpis = result.output[result.output.index("today's KPIs"):]
     assert "machine_time" in result.output[result.output.index("\nderived "):]
     assert len([line for line in kpis.splitlines() if line.startswith(("PRESS", "PACK"))]) == 3
+    # Then the dashboards served, with Dagster's command beside them; both stopped at the end.
+    [site] = re.findall(r"dashboards at (http://127\.0\.0\.1:\d+)", result.output)
+    assert "dagster dev -m pipelines.definitions" in result.output
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{site}/_stcore/health", timeout=2)
 
     again = runner.invoke(app, ["demo", "--seconds", "0"], env=env)
     assert "0 created, 0 updated, 3 unchanged" in again.output

@@ -191,3 +191,17 @@ class Raw:
 
     def derive(self, day: dt.date = DAY, now: dt.datetime | None = None) -> None:
         derive_day(self.url, day, now=now or dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+
+
+def shift_history(url: str, tmp_path: Path) -> Raw:
+    """The test plant with a day shift under way on DAY: M1 running from 05:00, broken down
+    08:00-09:00 (fault code 7), idle from 11:50, 1,000 good parts and 10 rejects every 10 s
+    from 06:00; M2 running from 05:00 without counts."""
+    load_test_plant(url, tmp_path)
+    raw = Raw(url)
+    raw.states("M1", (local(DAY, "05:00"), 1, None), (local(DAY, "08:00"), 5, 7),
+               (local(DAY, "09:00"), 1, None), (local(DAY, "11:50"), 2, None))
+    raw.counts("M1", local(DAY, "06:00"), good=1_000, reject=10,
+               every=dt.timedelta(seconds=10))
+    raw.states("M2", (local(DAY, "05:00"), 1, None))
+    return raw
