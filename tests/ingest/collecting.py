@@ -7,6 +7,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import json
+import os
+import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -99,6 +102,27 @@ async def polled(collection: Collection, times: int, timeout: float = 15) -> Non
     await eventually(lambda: all(device.polls >= target for device, target
                                  in zip(collection.modbus, targets, strict=True)),
                      timeout, f"every device polled {times} more times")
+
+
+# The `mes` command of this virtual environment, for tests that run the collector as a process.
+MES = str(Path(sys.executable).parent / "mes")
+
+
+async def start_collect(tag_map: Path, directory: Path, url: str) -> asyncio.subprocess.Process:
+    """`mes collect` as its own process on the database at `url`."""
+    env = {**os.environ, "MES_DATABASE_URL": url}
+    return await asyncio.create_subprocess_exec(
+        MES, "collect", "--tag-map", str(tag_map), "--dir", str(directory), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+def collector_status(directory: Path) -> dict[str, Any]:
+    """The running collector's status file (empty before it writes one)."""
+    try:
+        data: dict[str, Any] = json.loads((directory / "status.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data
 
 
 @contextlib.asynccontextmanager

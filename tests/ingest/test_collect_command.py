@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -23,11 +22,16 @@ from ingest.simulator.runner import Simulator
 from ingest.simulator.tagmap import simulator_tag_map
 from ingest.spool import Spool
 from mes.cli import app
-from tests.ingest.collecting import eventually, in_event_loop, load_sample_plant
+from tests.ingest.collecting import (
+    collector_status,
+    eventually,
+    in_event_loop,
+    load_sample_plant,
+    start_collect,
+)
 
 pytestmark = pytest.mark.slow
 
-MES = str(Path(sys.executable).parent / "mes")
 
 
 def _dead_url(url: str) -> str:
@@ -38,19 +42,6 @@ def _dead_url(url: str) -> str:
     return re.sub(r":\d+/", f":{port}/", url, count=1)
 
 
-async def _start(tag_map: Path, directory: Path, url: str) -> asyncio.subprocess.Process:
-    env = {**os.environ, "MES_DATABASE_URL": url}
-    return await asyncio.create_subprocess_exec(
-        MES, "collect", "--tag-map", str(tag_map), "--dir", str(directory), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-
-
-def _status(directory: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads((directory / "status.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return data
 
 
 async def _finish(process: asyncio.subprocess.Process, how: signal.Signals) -> str:
@@ -71,12 +62,12 @@ async def test_clean_stop_flushes_everything_and_a_crash_is_recovered_from_the_s
                                              protocols=("opcua",)))
 
         # 1. Collect, then SIGTERM: everything received is stored before the exit.
-        process = await _start(tag_map, directory, db_url)
-        await eventually(lambda: _status(directory).get("rows_written", 0) > 500, 30,
+        process = await start_collect(tag_map, directory, db_url)
+        await eventually(lambda: collector_status(directory).get("rows_written", 0) > 500, 30,
                          "rows written")
         log = await _finish(process, signal.SIGTERM)
         assert process.returncode == 0, log
-        final = _status(directory)
+        final = collector_status(directory)
         assert final["queue_depth"] == 0 and final["spool_rows"] == 0
         assert final["samples_dropped"] == 0
         assert final["samples_received"] == final["rows_written"] + final["samples_filtered"]
@@ -94,8 +85,8 @@ async def test_clean_stop_flushes_everything_and_a_crash_is_recovered_from_the_s
 
         # 2. The database is unreachable: the tag map is checked against the saved signal
         #    map, batches go to the spool; then the collector is killed.
-        process = await _start(tag_map, directory, _dead_url(db_url))
-        await eventually(lambda: _status(directory).get("spool_rows", 0) > 500, 30,
+        process = await start_collect(tag_map, directory, _dead_url(db_url))
+        await eventually(lambda: collector_status(directory).get("spool_rows", 0) > 500, 30,
                          "rows spooled")
         log = await _finish(process, signal.SIGKILL)
         assert "checking the tag map against the signal map saved" in log
@@ -105,9 +96,10 @@ async def test_clean_stop_flushes_everything_and_a_crash_is_recovered_from_the_s
         assert spooled_rows == spool.rows > 500
 
         # 3. The next start with the database back says what it recovered and stores it.
-        process = await _start(tag_map, directory, db_url)
-        await eventually(lambda: _status(directory).get("rows_recovered", 0) >= spooled_rows
-                         and _status(directory).get("spool_rows") == 0, 30, "spool replayed")
+        process = await start_collect(tag_map, directory, db_url)
+        await eventually(
+            lambda: collector_status(directory).get("rows_recovered", 0) >= spooled_rows
+            and collector_status(directory).get("spool_rows") == 0, 30, "spool replayed")
         log = await _finish(process, signal.SIGTERM)
         assert process.returncode == 0, log
         assert (f"{spooled_rows} rows in {len(spooled)} batches recovered from the spool"

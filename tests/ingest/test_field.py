@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,9 +28,11 @@ from ingest.simulator.tagmap import node_id
 from mes.cli import app
 from tests.ingest.collecting import (
     collecting,
+    collector_status,
     eventually,
     in_event_loop,
     load_sample_plant,
+    start_collect,
     stored_counts,
     stored_states,
     tag_map_from,
@@ -43,7 +42,6 @@ from transactional.plant_file import PlantDefinition
 pytestmark = pytest.mark.slow
 
 TOP = 2**32 - 1
-MES = str(Path(sys.executable).parent / "mes")
 
 
 def _now() -> dt.datetime:
@@ -353,20 +351,6 @@ async def test_modbus_changes_only_with_a_heartbeat(db_url: str, tmp_path: Path)
 
 
 
-async def _start_collect(tag_map: Path, directory: Path, url: str,
-                         ) -> asyncio.subprocess.Process:
-    env = {**os.environ, "MES_DATABASE_URL": url}
-    return await asyncio.create_subprocess_exec(
-        MES, "collect", "--tag-map", str(tag_map), "--dir", str(directory), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-
-
-def _status(directory: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads((directory / "status.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return data
 
 
 @in_event_loop
@@ -377,8 +361,8 @@ async def test_after_kill_9_the_next_start_records_the_crash_gap_from_the_last_d
     async with Simulator(plant, speed=5, opcua_port=0, modbus_port=0) as simulator:
         tag_map = tmp_path / "tags.toml"
         tag_map.write_text(_mixed_tags(plant, simulator))
-        process = await _start_collect(tag_map, directory, db_url)
-        await eventually(lambda: _status(directory).get("rows_written", 0) > 100, 30,
+        process = await start_collect(tag_map, directory, db_url)
+        await eventually(lambda: collector_status(directory).get("rows_written", 0) > 100, 30,
                          "rows written")
         process.send_signal(signal.SIGKILL)
         await asyncio.wait_for(process.communicate(), 30)
@@ -386,7 +370,7 @@ async def test_after_kill_9_the_next_start_records_the_crash_gap_from_the_last_d
         assert _gaps(db_url) == []  # a crash leaves no record of its own
         await asyncio.sleep(1)
 
-        process = await _start_collect(tag_map, directory, db_url)
+        process = await start_collect(tag_map, directory, db_url)
         await eventually(lambda: len(_gaps(db_url)) == 2
                          and all(g[3] is not None for g in _gaps(db_url)), 30,
                          "the crash gaps recorded and closed")
