@@ -17,9 +17,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from transactional.audit import acting
 from transactional.errors import IllegalTransition, NotFound, NotPermitted, RuleViolation
-from transactional.labor import person_by_badge as person_by_badge  # the CLI imports it here
 from transactional.limits import code as bounded_code
 from transactional.limits import quantity as bounded_quantity
 from transactional.lookup import by_code
@@ -58,14 +56,6 @@ STATUS_ACTION: dict[LotStatus, Action] = {
 
 
 # --- looking things up ------------------------------------------------------------------
-
-def act_as(session: Session, badge: str) -> int:
-    """Name the person with `badge` as who acts in this transaction (the audit log's
-    actor) and return their id, which the services below take."""
-    person = person_by_badge(session, badge)
-    acting(session, badge)
-    return person.id
-
 
 def describe(session: Session, lot: MaterialLot | str) -> str:
     """One line for people: "lot L-1: 40 kg of STEEL-COIL, on hold, at RM-STORE"."""

@@ -22,6 +22,7 @@ from tests.conftest import SAMPLE_PLANT
 from transactional import lots
 from transactional.audit import acting
 from transactional.errors import IllegalTransition, NotFound, RuleViolation
+from transactional.labor import person_by_badge
 from transactional.models import (
     BomItem,
     Equipment,
@@ -64,7 +65,7 @@ def setup_plant(session: Session) -> None:
 
 
 def person(session: Session, badge: str) -> int:
-    return lots.person_by_badge(session, badge).id
+    return person_by_badge(session, badge).id
 
 
 def _id(session: Session, model: type[MaterialDefinition] | type[Equipment], code: str) -> int:
@@ -235,7 +236,7 @@ def test_receive_refuses_bad_input(plant: Session, code: str, material: str, qua
 
 def test_an_unknown_badge_is_refused(plant: Session) -> None:
     with pytest.raises(NotFound, match="no person with badge 9999"):
-        lots.person_by_badge(plant, "9999")
+        person_by_badge(plant, "9999")
 
 
 # --- split and merge ------------------------------------------------------------------------
