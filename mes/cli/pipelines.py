@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import typer
 
-from mes.cli.common import acting_session, fail, user_errors
+from mes.cli.common import acting_session, fail, moment, user_errors
 from mes.db import database_url
 from mes.settings import get_settings
 from pipelines import queries
@@ -31,18 +31,16 @@ pipelines_app = typer.Typer(no_args_is_help=True, add_completion=False)
 JSON_KEYS = KPI_JSON_KEYS
 
 
-def _moment(value: str, zone: ZoneInfo) -> dt.datetime:
-    """An ISO date (local midnight in `zone`) or date and time (with an offset)."""
-    try:
-        if len(value) == 10:
+def _moment(option: str, value: str, zone: ZoneInfo) -> dt.datetime:
+    """An ISO date (local midnight in `zone`), or a time with its zone as `moment` reads it."""
+    if len(value) == 10:
+        try:
             return dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), tzinfo=zone)
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise fail(f"{value!r} is not a date (2026-03-02) or a time with its offset "
-                   "(2026-03-02T06:00+01:00)") from None
-    if moment.tzinfo is None:
-        raise fail(f"{value!r} has no offset: write it like 2026-03-02T06:00+01:00")
-    return moment
+        except ValueError:
+            pass
+    parsed = moment(option, value)
+    assert parsed is not None  # a value was given
+    return parsed
 
 
 def _date(value: str) -> dt.date:
@@ -79,8 +77,8 @@ def kpi_table(machine: str, start: str, end: str, by: str) -> list[dict[str, Any
     """The derived KPIs of `machine` per `by` period overlapping [start, end)."""
     with queries.connect(database_url()) as conn:
         _, zone = _machine_zone(conn, machine)
-        rows = queries.frame(conn, queries.KPI_ROWS,
-                             [machine, by, _moment(start, zone), _moment(end, zone)])
+        rows = queries.frame(conn, queries.KPI_ROWS, [
+            machine, by, _moment("--from", start, zone), _moment("--to", end, zone)])
     if by == "shift" and not rows.is_empty():
         # A shift across midnight is stored as one part per day: add the parts up.
         rows = sum_base(rows.sort("period_start"),
@@ -147,8 +145,8 @@ def downtime_list(
     with queries.connect(database_url()) as conn:
         if machine is not None:
             _, zone = _machine_zone(conn, machine)
-        events = queries.frame(conn, queries.DOWNTIME_EVENTS,
-                               [machine, _moment(start, zone), _moment(end, zone)])
+        events = queries.frame(conn, queries.DOWNTIME_EVENTS, [
+            machine, _moment("--from", start, zone), _moment("--to", end, zone)])
     records = [{key: (value.astimezone(zone).isoformat() if isinstance(value, dt.datetime)
                       else value) for key, value in row.items()} for row in events.to_dicts()]
     if as_json:
