@@ -15,7 +15,8 @@ import polars as pl
 import streamlit as st
 from sqlalchemy.orm import Session
 
-from mes.db import database_url, session_factory
+from mes.acting import session as application_session
+from mes.db import database_url
 from pipelines import reports
 from pipelines.live import LiveBoard, LiveShift, live_shift
 from transactional import genealogy, overview, spc
@@ -33,7 +34,8 @@ BOARD_REFRESH = 5
 
 @contextmanager
 def _reading() -> Iterator[Session]:
-    with session_factory(database_url())() as session, session.begin():
+    # As the application role, like every command that is not administration.
+    with application_session() as session, session.begin():
         yield session
 
 
