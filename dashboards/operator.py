@@ -103,5 +103,5 @@ def classify(operator: Operator, event_id: int, reason: str, note: str | None) -
     stop = stop_of(url, event_id)
     with acting_with_token(operator.token) as (opened, _person):
         classify_stop(opened, stop.equipment_id, stop.started_at, reason, note or None)
-    derive_again(url, stop.days)
+    derive_again(url, stop)
     return [day.isoformat() for day in stop.days]

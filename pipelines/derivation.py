@@ -9,6 +9,7 @@ gaps, shifts, breaks, planned stops, maintenance windows, runs and local hours.
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,8 +59,9 @@ class Inputs:
     classifications: pl.DataFrame
     # downtime_reason_id, planned
     reasons: pl.DataFrame
-    # equipment_id, bucket, good, reject (count sums; a bucket never spans a boundary)
-    counts: pl.DataFrame
+    # equipment_id, bucket, good, reject (count sums; a bucket never spans a boundary),
+    # or the future of them while they are still being summed
+    counts: pl.DataFrame | Future[pl.DataFrame]
     # data after this instant has not arrived yet: unknown
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
@@ -281,7 +283,8 @@ def _count_buckets(inputs: Inputs, segments: pl.DataFrame) -> pl.DataFrame:
     only = (inputs.ideal_cycle_times.group_by("equipment_id")
             .agg(pl.len().alias("n"), pl.col("seconds").first().alias("only_seconds"))
             .filter(pl.col("n") == 1).drop("n"))
-    placed = (inputs.counts.sort("bucket")
+    counts = inputs.counts.result() if isinstance(inputs.counts, Future) else inputs.counts
+    placed = (counts.sort("bucket")
               .join_asof(segments.select("equipment_id", "starts_at", "hour_start",
                                          "shift_id", "shift_started_at", "shift_ended_at",
                                          "operation_run_id", "material_id").sort("starts_at"),

@@ -1,11 +1,14 @@
-"""Derive one day partition: read, compute, replace. The Dagster assets and `mes derive`
-call this; it opens its own ADBC connection and commits once at the end."""
+"""Derive one partition (a day, of one site or all): read, compute, replace. The Dagster
+assets, `mes derive` and the benchmarks call this; it opens its own ADBC connection and
+commits once at the end."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
+
+import polars as pl
 
 from pipelines import queries
 from pipelines.derivation import Derived, derive
@@ -19,22 +22,40 @@ from pipelines.reading import (
 from transactional.errors import NotFound
 
 
-def derive_day(url: str, day: dt.date, *, settings: DerivationSettings | None = None,
-               now: dt.datetime | None = None) -> Derived:
+@dataclass(frozen=True)
+class Written:
+    """What one derivation wrote: its windows (none when the plant has no machines in the
+    partition), the derived frames and the count reconciliation rows."""
+
+    windows: pl.DataFrame
+    derived: Derived
+    reconciled: pl.DataFrame
+
+
+def derive_day(url: str, day: dt.date, *, site: str | None = None,
+               settings: DerivationSettings | None = None,
+               now: dt.datetime | None = None) -> Written:
+    """Derive `day` (of `site`, else of every site) and replace its rows in one transaction.
+    The counts are summed on connections of their own beside the rest of the reading."""
     settings = settings or DerivationSettings()
     with queries.connect(url) as conn:
-        windows = plant_windows(conn, day)
+        windows = plant_windows(conn, day, site=site)
         if windows.is_empty():
-            return derive_nothing()
-        inputs = read_inputs(conn, windows, now)
+            return Written(windows, derive_nothing(), pl.DataFrame())
+        inputs = read_inputs(conn, windows, now, counts_url=url)
         derived = derive(inputs, micro_stop_seconds=settings.micro_stop_seconds)
-        write_partition(conn, windows, derived, reconciliation(conn, windows, settings))
-    return derived
+        reconciled = reconciliation(conn, windows, settings)
+        write_partition(conn, windows, derived, reconciled)
+    return Written(windows, derived, reconciled[1])
+
+
+def plant_sites(url: str) -> list[str]:
+    """The codes of the plant's sites."""
+    with queries.connect(url) as conn:
+        return [str(code) for code in queries.frame(conn, queries.SITES)["code"].to_list()]
 
 
 def derive_nothing() -> Derived:
-    import polars as pl
-
     return Derived(pl.DataFrame(), pl.DataFrame(), pl.DataFrame())
 
 
@@ -48,6 +69,7 @@ class Stop:
     touches (which must be derived again when its reason changes)."""
 
     equipment_id: int
+    site: str
     started_at: dt.datetime
     days: list[dt.date]
 
@@ -64,12 +86,13 @@ def stop_of(url: str, event_id: int, *, now: dt.datetime | None = None) -> Stop:
     moment = now or dt.datetime.now(dt.UTC)
     first = event["started_at"].astimezone(zone).date()
     last = min(event["ended_at"] or moment, moment).astimezone(zone).date()
-    return Stop(event["equipment_id"], event["started_at"],
+    return Stop(event["equipment_id"], event["site"], event["started_at"],
                 [first + dt.timedelta(days=n) for n in range((last - first).days + 1)])
 
 
-def derive_again(url: str, days: list[dt.date], *, settings: DerivationSettings | None = None,
-                now: dt.datetime | None = None) -> None:
-    """Derive each of `days` again (after a classification changed a stop's reason)."""
-    for day in days:
-        derive_day(url, day, settings=settings, now=now)
+def derive_again(url: str, stop: Stop, *, settings: DerivationSettings | None = None,
+                 now: dt.datetime | None = None) -> None:
+    """Derive the days of `stop`'s site that it touches again (after a classification
+    changed its reason)."""
+    for day in stop.days:
+        derive_day(url, day, site=stop.site, settings=settings, now=now)

@@ -1,4 +1,4 @@
-"""`mes derive`: the day partitions materialized in this process with the same Dagster
+"""`mes derive`: the partitions materialized in this process with the same Dagster
 definitions the UI shows (an ephemeral instance: no DAGSTER_HOME needed)."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import dagster as dg
 
 from mes.settings import get_settings
 from pipelines.assets.plant_day import build_plant_day
-from pipelines.partitions import daily_partitions
+from pipelines.derive import plant_sites
+from pipelines.partitions import plant_partitions, scopes
 from pipelines.resources import MesDatabase
 from transactional.errors import RuleViolation
 
@@ -18,24 +19,26 @@ from transactional.errors import RuleViolation
 @dataclass(frozen=True)
 class DayResult:
     day: dt.date
+    site: str | None
     rows: dict[str, int]
     failed_checks: list[str]
 
 
 def derive_days(url: str, first: dt.date, last: dt.date) -> list[DayResult]:
-    """Materialize every day partition from `first` to `last`, in order."""
+    """Materialize every partition from `first` to `last` (each site's, when there are
+    several), in order."""
     if last < first:
         raise RuleViolation(f"--to {last} is before --from {first}")
     settings = get_settings()
+    sites = plant_sites(url)
     # The asset as the definitions build it, without their bound resources: this run
     # names its own database.
-    plant_day = build_plant_day(daily_partitions(settings.pipeline_timezone,
-                                                 settings.pipeline_start_date))
+    plant_day = build_plant_day(plant_partitions(settings.pipeline_timezone,
+                                                 settings.pipeline_start_date, sites))
     results = []
     with dg.DagsterInstance.ephemeral() as instance:
-        day = first
-        while day <= last:
-            outcome = dg.materialize([plant_day], partition_key=day.isoformat(),
+        for scope in scopes(first, last, sites):
+            outcome = dg.materialize([plant_day], partition_key=scope.key(),
                                      resources={"database": MesDatabase(url=url)},
                                      instance=instance)
             rows = {}
@@ -46,6 +49,5 @@ def derive_days(url: str, first: dt.date, last: dt.date) -> list[DayResult]:
                 rows[materialization.asset_key.to_user_string()] = count
             failed = [f"{check.asset_key.to_user_string()}:{check.check_name}"
                       for check in outcome.get_asset_check_evaluations() if not check.passed]
-            results.append(DayResult(day, rows, failed))
-            day += dt.timedelta(days=1)
+            results.append(DayResult(scope.day, scope.site, rows, failed))
     return results

@@ -40,6 +40,9 @@ WHERE m.level = 'work_unit'
 ORDER BY m.id
 """
 
+# The plant's sites: one partition each in the pipelines when there are several.
+SITES = "SELECT code FROM mes.equipment WHERE level = 'site' ORDER BY code"
+
 SHIFTS = """
 SELECT s.id AS shift_id, s.shift_calendar_id AS calendar_id, s.code,
        extract(epoch FROM s.start_time)::float8 AS start_seconds,
@@ -262,7 +265,7 @@ WHERE d.id = $1
 """
 
 DOWNTIME_EVENT_SPAN = """
-SELECT d.id, d.equipment_id, d.started_at, d.ended_at, cal.timezone
+SELECT d.id, d.equipment_id, site.code AS site, d.started_at, d.ended_at, cal.timezone
 FROM derived.downtime_event d
 JOIN mes.equipment m ON m.id = d.equipment_id
 JOIN mes.equipment line ON line.id = m.parent_id

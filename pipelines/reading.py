@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -42,11 +43,15 @@ class DerivationSettings:
 
 
 def plant_windows(conn: queries.Connection, day: dt.date,
-                  machines: list[str] | None = None) -> pl.DataFrame:
-    """Every machine (or those named) with its local day as [window_start, window_end)."""
+                  machines: list[str] | None = None, site: str | None = None
+                  ) -> pl.DataFrame:
+    """Every machine (or those named, or those of `site`) with its local day as
+    [window_start, window_end)."""
     plant = queries.frame(conn, queries.MACHINES)
     if machines is not None:
         plant = plant.filter(pl.col("machine").is_in(machines))
+    if site is not None:
+        plant = plant.filter(pl.col("site") == site)
     spans = {tz: local_day(day, tz) for tz in plant["timezone"].unique().to_list()}
     return plant.with_columns(
         pl.col("timezone").replace_strict({tz: s for tz, (s, _) in spans.items()},
@@ -141,16 +146,29 @@ def read_recent_counts(conn: queries.Connection, machines: list[int], low: dt.da
 
 def read_inputs(conn: queries.Connection, windows: pl.DataFrame,
                 now: dt.datetime | None = None,
-                counts_reader: CountsReader | None = None) -> Inputs:
+                counts_reader: CountsReader | None = None, *,
+                counts_url: str | None = None) -> Inputs:
     """The frames `derivation.derive` works on, for `windows`; `counts_reader` (by default
-    `read_counts`) sums the counts."""
+    `read_counts`) sums the counts. With `counts_url`, the counts are summed on a second
+    connection to that database while the rest is read and derived (the sum is the longest
+    read, and only the KPIs need it): `Inputs.counts` is then a future."""
     now = now or dt.datetime.now(dt.UTC)
     low = windows["window_start"].min()
     high = windows["window_end"].max()
     assert isinstance(low, dt.datetime) and isinstance(high, dt.datetime)
-    wjson = queries.windows_json(windows)
     hour_frame, shift_frame, break_frame, grid = _calendar_frames(conn, windows)
     bucket = f"{grid} minutes"
+    runs = queries.frame(conn, queries.RUNS, [low, high]).join(
+        windows.select("equipment_id"), on="equipment_id")
+    run_edges = pl.concat([runs.select("equipment_id", pl.col(c).alias("at"))
+                           for c in ("started_at", "ended_at")]).filter(pl.col("at") < FAR)
+    counts: pl.DataFrame | Future[pl.DataFrame]
+    if counts_reader is not None:
+        counts = _in_windows(counts_reader(conn, low, high, bucket, run_edges), windows)
+    elif counts_url is None:
+        counts = _in_windows(read_counts(conn, low, high, bucket, run_edges), windows)
+    else:
+        counts = _sum_apart(counts_url, low, high, bucket, run_edges, windows)
     machine_calendar = windows.select("equipment_id", "calendar_id")
     stops = queries.frame(conn, queries.PLANNED_STOPS, [low, high])
     calendar_stops = stops.filter(pl.col("calendar_id").is_not_null()).drop("equipment_id").join(
@@ -164,19 +182,7 @@ def read_inputs(conn: queries.Connection, windows: pl.DataFrame,
                    pl.col("ends_at").alias("end"), pl.lit(kind).alias("planned_kind"))
           for f, kind in ((calendar_stops, "planned_stop"), (machine_stops, "planned_stop"),
                           (maintenance, "maintenance")))])
-    states = queries.frame(conn, queries.STATES, [wjson, low, high])
-    runs = queries.frame(conn, queries.RUNS, [low, high]).join(
-        windows.select("equipment_id"), on="equipment_id")
-    run_edges = pl.concat([runs.select("equipment_id", pl.col(c).alias("at"))
-                           for c in ("started_at", "ended_at")]).filter(pl.col("at") < FAR)
-    counts = (read_counts if counts_reader is None else counts_reader)(
-        conn, low, high, bucket, run_edges)
-    counts = (counts.with_columns(pl.col("equipment_id").cast(pl.Int32))
-              .join(windows.select("equipment_id", "window_start", "window_end"),
-                    on="equipment_id")
-              .filter((pl.col("bucket") >= pl.col("window_start"))
-                      & (pl.col("bucket") < pl.col("window_end")))
-              .drop("window_start", "window_end"))
+    states = queries.frame(conn, queries.STATES, [queries.windows_json(windows), low, high])
     since = min([low, *states["ts"].to_list()]) - CLASSIFICATION_LOOKBACK
     return Inputs(
         windows=windows,
@@ -196,6 +202,29 @@ def read_inputs(conn: queries.Connection, windows: pl.DataFrame,
         counts=counts,
         now=now,
     )
+
+
+def _in_windows(counts: pl.DataFrame, windows: pl.DataFrame) -> pl.DataFrame:
+    """The count buckets inside their machine's own window."""
+    return (counts.with_columns(pl.col("equipment_id").cast(pl.Int32))
+            .join(windows.select("equipment_id", "window_start", "window_end"),
+                  on="equipment_id")
+            .filter((pl.col("bucket") >= pl.col("window_start"))
+                    & (pl.col("bucket") < pl.col("window_end")))
+            .drop("window_start", "window_end"))
+
+
+def _sum_apart(url: str, low: dt.datetime, high: dt.datetime, bucket: str,
+               run_edges: pl.DataFrame, windows: pl.DataFrame) -> Future[pl.DataFrame]:
+    """The counts summed on a connection of their own, in a thread."""
+    def whole() -> pl.DataFrame:
+        with queries.connect(url) as conn:
+            return _in_windows(read_counts(conn, low, high, bucket, run_edges), windows)
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="counts")
+    summed = pool.submit(whole)
+    pool.shutdown(wait=False)
+    return summed
 
 
 def reconciliation(conn: queries.Connection, windows: pl.DataFrame,

@@ -1,7 +1,8 @@
 """Keeping today's partition a few minutes behind, and raw data retention, on schedules.
 
 Yesterday is derived again with today (a one-day lookback), so a stop that began before
-midnight gets its end, and late rows of the night land."""
+midnight gets its end, and late rows of the night land; with several sites, each site's
+two days are a run of their own."""
 
 from __future__ import annotations
 
@@ -11,18 +12,20 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from pipelines.partitions import scopes
+
 
 def refresh_schedule(job: dg.UnresolvedAssetJobDefinition, timezone: str,
-                     minutes: int = 5) -> dg.ScheduleDefinition:
+                     sites: list[str], minutes: int = 5) -> dg.ScheduleDefinition:
     @dg.schedule(name="refresh_today", cron_schedule=f"*/{minutes} * * * *", job=job,
                  execution_timezone=timezone,
                  default_status=dg.DefaultScheduleStatus.STOPPED)
     def refresh_today(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
         moment = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
         today = moment.astimezone(ZoneInfo(timezone)).date()
-        for day in (today - dt.timedelta(days=1), today):
-            yield dg.RunRequest(partition_key=day.isoformat(),
-                                run_key=f"{day.isoformat()}@{moment.isoformat()}")
+        for scope in scopes(today - dt.timedelta(days=1), today, sites):
+            key = scope.key()
+            yield dg.RunRequest(partition_key=key, run_key=f"{key}@{moment.isoformat()}")
 
     return refresh_today
 

@@ -167,16 +167,23 @@ def run_oee_bench(machines: int, days: int, progress: Callable[[str], None]
         day = FIRST_DAY
         end = start + dt.timedelta(days=1)
         progress("deriving the first day: read, compute, write (best of 3 after a warm-up)")
-        timings: dict[str, list[float]] = {"read": [], "compute": [], "write": [], "sql": []}
+        timings: dict[str, list[float]] = {
+            "read": [], "compute": [], "derive": [], "write": [], "sql": []}
         for _round in range(4):
             with queries.connect(scratch.url) as conn:
                 windows = plant_windows(conn, day)
+                # One connection, one step after the other: where the time goes.
                 clock = time.perf_counter()
                 inputs = read_inputs(conn, windows, now)
                 timings["read"].append(time.perf_counter() - clock)
                 clock = time.perf_counter()
-                derived = derive(inputs)
+                derive(inputs)
                 timings["compute"].append(time.perf_counter() - clock)
+                # As the pipelines derive: the counts summed on a second connection while
+                # the rest is read and machine time and stops are derived.
+                clock = time.perf_counter()
+                derived = derive(read_inputs(conn, windows, now, counts_url=scratch.url))
+                timings["derive"].append(time.perf_counter() - clock)
                 clock = time.perf_counter()
                 write_partition(conn, windows, derived)
                 timings["write"].append(time.perf_counter() - clock)
@@ -185,10 +192,8 @@ def run_oee_bench(machines: int, days: int, progress: Callable[[str], None]
                 timings["sql"].append(time.perf_counter() - clock)
         best = {name: min(values[1:]) for name, values in timings.items()}
         results.update({f"{name}_seconds": round(value, 3) for name, value in best.items()})
-        ours = best["read"] + best["compute"]
-        results["derive_seconds"] = round(ours, 3)
-        results["derive_and_write_seconds"] = round(ours + best["write"], 3)
-        results["sql_over_polars"] = round(best["sql"] / ours, 2)
+        results["derive_and_write_seconds"] = round(best["derive"] + best["write"], 3)
+        results["sql_over_polars"] = round(best["sql"] / best["derive"], 2)
         results["machine_time_rows"] = derived.machine_time.height
         results["downtime_events"] = derived.downtime_events.height
         results["compared_hours"], results["max_difference"] = _compare(derived.kpis,
@@ -235,16 +240,18 @@ def render_oee_bench(results: dict[str, Any]) -> str:
         f"OEE benchmark: {r['machines']} machines x {r['days']} day(s); "
         f"{r['state_rows']:,} state rows, {r['count_rows']:,} count rows "
         f"(generated in {r['load_seconds']} s)",
-        f"  pipelines, one day partition: read {r['read_seconds']} s (ADBC, counts summed "
-        f"in SQL) + compute {r['compute_seconds']} s (Polars) = {r['derive_seconds']} s; "
-        f"write {r['write_seconds']} s; {r['machine_time_rows']:,} machine-time rows, "
-        f"{r['downtime_events']:,} downtime events",
+        f"  pipelines, one day partition: {r['derive_seconds']} s to derive (counts summed "
+        f"on a second connection beside the rest; one connection in turn: read {r['read_seconds']} "
+        f"s + compute {r['compute_seconds']} s), write {r['write_seconds']} s; "
+        f"{r['machine_time_rows']:,} machine-time rows, {r['downtime_events']:,} downtime "
+        "events",
         f"  same KPIs in plain SQL (LEAD, clip to hours, time_bucket): {r['sql_seconds']} s",
         f"  SQL / pipelines: {r['sql_over_polars']}x; {r['compared_hours']:,} machine-hours "
         f"agree (largest difference {r['max_difference']:.1e})",
         f"  target: derive + write under 5 s: "
         f"{'met' if r['derive_and_write_seconds'] < 5 else 'NOT met'} "
-        f"({r['derive_and_write_seconds']} s)",
+        f"({r['derive_and_write_seconds']} s); faster than the SQL: "
+        f"{'met' if r['sql_over_polars'] > 1 else 'NOT met'} ({r['sql_over_polars']}x)",
         *([f"  backfill: {r['backfill_seconds_per_day']} s per day partition (max "
            f"{r['backfill_seconds_per_day_max']} s)"] if "backfill_seconds_per_day" in r
           else []),

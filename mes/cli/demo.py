@@ -121,11 +121,12 @@ def _demo_kpis(machines: Sequence[MachineDef]) -> None:
 
     zone = ZoneInfo(get_settings().pipeline_timezone)
     today = dt.datetime.now(zone).date()
-    [result] = derive_days(database_url(get_settings()), today, today)
-    typer.echo(f"\nderived {today}: " + ", ".join(f"{n} {asset}" for asset, n in
-                                                 result.rows.items())
-               + ("" if not result.failed_checks else
-                  "; checks failed: " + ", ".join(result.failed_checks)))
+    for result in derive_days(database_url(get_settings()), today, today):
+        where = f" {result.site}" if result.site else ""
+        typer.echo(f"\nderived {today}{where}: " + ", ".join(f"{n} {asset}" for asset, n in
+                                                            result.rows.items())
+                   + ("" if not result.failed_checks else
+                      "; checks failed: " + ", ".join(result.failed_checks)))
     typer.echo("today's KPIs (ISO 22400-2; time before the demo collected is unknown, so "
                "availability is low):")
     typer.echo(f"{'machine':<10} {'busy h':>7} {'run s':>7} {'made':>6} {'good':>6} "

@@ -63,7 +63,8 @@ def derive(
         rows = ", ".join(f"{count} {asset}" for asset, count in day.rows.items())
         checks = ("all checks passed" if not day.failed_checks
                   else "checks failed: " + ", ".join(day.failed_checks))
-        typer.echo(f"{day.day}: {rows}; {checks}")
+        where = f" {day.site}" if day.site else ""
+        typer.echo(f"{day.day}{where}: {rows}; {checks}")
 
 
 def _machine_zone(conn: queries.Connection, machine: str) -> tuple[int, ZoneInfo]:
@@ -176,7 +177,7 @@ def downtime_classify(
     stop = stop_of(url, event)
     with acting_session() as (session, person):
         classify_stop(session, stop.equipment_id, stop.started_at, reason, note)
-    derive_again(url, stop.days)
+    derive_again(url, stop)
     typer.echo(f"event {event} classified {reason} by {person.badge}; KPIs derived again for "
                + ", ".join(day.isoformat() for day in stop.days))
 

@@ -1,6 +1,7 @@
-"""One day partition of every derived table, in one step: the raw rows are read once and
-each table's partition is replaced in one transaction; the checks then read the
-written rows back from the database, independently of the Polars frames."""
+"""One partition (a day, of one site when there are several) of every derived table, in
+one step: the raw rows are read once and each table's partition is replaced in one
+transaction; the checks then read the written rows back from the database, independently
+of the Polars frames."""
 
 
 from collections.abc import Iterator
@@ -10,9 +11,8 @@ import dagster as dg
 import polars as pl
 
 from pipelines import queries
-from pipelines.derivation import derive
-from pipelines.partitions import PARTITION_EXPR, partition_day
-from pipelines.reading import plant_windows, read_inputs, reconciliation, write_partition
+from pipelines.derive import derive_day
+from pipelines.partitions import PARTITION_EXPR, partition_scope
 from pipelines.resources import MesDatabase
 
 MACHINE_TIME = dg.AssetKey("machine_time")
@@ -62,26 +62,20 @@ def build_plant_day(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     )
     def plant_day(context: dg.AssetExecutionContext, database: MesDatabase
                   ) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
-        day = partition_day(context.partition_key)
-        settings = database.derivation_settings()
-        with queries.connect(database.database_url()) as conn:
-            windows = plant_windows(conn, day)
-            if windows.is_empty():
-                context.log.info("the plant has no machines yet: nothing to derive")
-                derived = None
-            else:
-                derived = derive(read_inputs(conn, windows),
-                                 micro_stop_seconds=settings.micro_stop_seconds)
-                reconciled = reconciliation(conn, windows, settings)
-                write_partition(conn, windows, derived, reconciled)
-            rows = {MACHINE_TIME: 0, DOWNTIME_EVENTS: 0, KPIS: 0, COUNT_RECONCILIATION: 0}
-            if derived is not None:
-                rows = {MACHINE_TIME: derived.machine_time.height,
-                        DOWNTIME_EVENTS: derived.downtime_events.height,
-                        KPIS: derived.kpis.height, COUNT_RECONCILIATION: reconciled[1].height}
-            for key, count in rows.items():
-                yield dg.MaterializeResult(asset_key=key, metadata={"rows": count})
-            yield from check_results(conn, windows)
+        scope = partition_scope(context.partition_key)
+        url = database.database_url()
+        written = derive_day(url, scope.day, site=scope.site,
+                             settings=database.derivation_settings())
+        if written.windows.is_empty():
+            context.log.info("the plant has no machines here yet: nothing to derive")
+        derived = written.derived
+        rows = {MACHINE_TIME: derived.machine_time.height,
+                DOWNTIME_EVENTS: derived.downtime_events.height,
+                KPIS: derived.kpis.height, COUNT_RECONCILIATION: written.reconciled.height}
+        for key, count in rows.items():
+            yield dg.MaterializeResult(asset_key=key, metadata={"rows": count})
+        with queries.connect(url) as conn:
+            yield from check_results(conn, written.windows)
 
     return plant_day
 

@@ -128,12 +128,38 @@ state_model = "STD"
 ideal_cycle_times = { "PART" = 2.0, "OTHER" = 4.0 }
 """
 
+# A second site with one machine, on the same calendar.
+SECOND_SITE = """
+[[sites]]
+code = "T"
+name = "Second site"
+calendar = "CAL"
+
+[[areas]]
+code = "B"
+name = "Area B"
+site = "T"
+
+[[lines]]
+code = "L2"
+name = "Line 2"
+area = "B"
+type = "T"
+
+[[machines]]
+code = "M3"
+name = "Machine 3"
+line = "L2"
+state_model = "STD"
+ideal_cycle_times = { "PART" = 2.0 }
+"""
+
 DAY = dt.date(2026, 3, 3)
 
 
-def load_test_plant(url: str, tmp_path: Path) -> None:
+def load_test_plant(url: str, tmp_path: Path, plant: str = PLANT) -> None:
     path = tmp_path / "plant.toml"
-    path.write_text(PLANT)
+    path.write_text(plant)
     with session_factory(url)() as session, session.begin():
         acting(session, ADMINISTRATION)
         load_plant(session, read_plant_file(path))

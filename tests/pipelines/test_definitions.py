@@ -14,13 +14,14 @@ from mes.settings import Settings
 from pipelines import queries
 from pipelines.assets.plant_day import check_results
 from pipelines.definitions import build_definitions
+from pipelines.derive import derive_day
 from pipelines.materialize import derive_days
 from pipelines.reading import plant_windows
-from tests.pipelines.scenario import DAY, Raw, load_test_plant, local
+from tests.pipelines.scenario import DAY, PLANT, SECOND_SITE, Raw, load_test_plant, local
 
 
 def test_the_definitions_load_with_partitions_checks_and_schedules() -> None:
-    defs = build_definitions(Settings(database_url=None))
+    defs = build_definitions(Settings(database_url=None), sites=["S"])
     dg.Definitions.validate_loadable(defs)
 
     graph = defs.resolve_asset_graph()
@@ -32,6 +33,7 @@ def test_the_definitions_load_with_partitions_checks_and_schedules() -> None:
     assert specs["kpis"].metadata["partition_expr"] == "period_start"
     assert specs["machine_time"].group_name == "machine_time"
     partitions = plant_day.partitions_def
+    # No plant could be read (or one site): day partitions only.
     assert isinstance(partitions, dg.DailyPartitionsDefinition)
     assert partitions.timezone == "Europe/Berlin"
     checks = {check.name for check in plant_day.check_specs}
@@ -42,7 +44,7 @@ def test_the_definitions_load_with_partitions_checks_and_schedules() -> None:
 
 
 def test_the_refresh_schedule_asks_for_today_and_yesterday() -> None:
-    defs = build_definitions(Settings(database_url=None))
+    defs = build_definitions(Settings(database_url=None), sites=["S"])
     schedule = defs.resolve_schedule_def("refresh_today")
     at = dt.datetime(2026, 3, 3, 0, 10, tzinfo=dt.UTC)   # 01:10 in Berlin
     with dg.build_schedule_context(scheduled_execution_time=at,
@@ -130,3 +132,62 @@ def test_kpis_roll_up_to_line_and_site_from_sums(raw: Raw) -> None:
     assert site["availability"] == line["availability"]
     frame = pl.DataFrame([line])
     assert frame["scope"][0] == "line"
+
+
+def test_with_two_sites_the_partitions_are_site_by_day(db_url: str, tmp_path: Path) -> None:
+    load_test_plant(db_url, tmp_path, PLANT + SECOND_SITE)
+
+    # The sites are read from the plant when the definitions load.
+    defs = build_definitions(Settings(database_url=db_url))
+
+    partitions = defs.resolve_assets_def("kpis").partitions_def
+    assert isinstance(partitions, dg.MultiPartitionsDefinition)
+    dimensions = {d.name: d.partitions_def for d in partitions.partitions_defs}
+    assert set(dimensions) == {"date", "site"}
+    assert dimensions["site"].get_partition_keys() == ["S", "T"]
+    assert isinstance(dimensions["date"], dg.DailyPartitionsDefinition)
+    schedule = defs.resolve_schedule_def("refresh_today")
+    at = dt.datetime(2026, 3, 3, 0, 10, tzinfo=dt.UTC)
+    with dg.build_schedule_context(scheduled_execution_time=at,
+                                   repository_def=defs.get_repository_def()) as context:
+        requests = list(schedule.evaluate_tick(context).run_requests or [])
+    keys = [r.partition_key for r in requests]
+    assert all(isinstance(k, dg.MultiPartitionKey) for k in keys)
+    assert sorted((k.keys_by_dimension["site"], k.keys_by_dimension["date"])  # type: ignore[union-attr]
+                  for k in keys) == [("S", "2026-03-02"), ("S", "2026-03-03"),
+                                     ("T", "2026-03-02"), ("T", "2026-03-03")]
+
+
+def _rows_of(url: str, machines: list[str]) -> list[tuple[object, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT t.* FROM derived.machine_time t JOIN mes.equipment e ON e.id = t.equipment_id "
+            "WHERE e.code = ANY(%s) ORDER BY t.equipment_id, t.starts_at", (machines,)).fetchall()
+
+
+def test_each_site_is_derived_as_a_partition_of_its_own(db_url: str, tmp_path: Path) -> None:
+    load_test_plant(db_url, tmp_path, PLANT + SECOND_SITE)
+    raw = Raw(db_url)
+    raw.states("M1", (local(DAY, "05:00"), 1, None))
+    raw.states("M3", (local(DAY, "05:00"), 1, None))
+
+    results = derive_days(db_url, DAY, DAY)
+
+    assert [(r.day, r.site) for r in results] == [(DAY, "S"), (DAY, "T")]
+    assert all(r.failed_checks == [] for r in results)
+    # site S has two machines, T one: each partition wrote its own machines' days
+    assert results[0].rows["machine_time"] > results[1].rows["machine_time"] > 0
+    first_site = _rows_of(db_url, ["M1", "M2"])
+    second_site = _rows_of(db_url, ["M3"])
+    assert first_site and second_site
+
+    # New data of site T, derived again: only T's rows change, and its site KPI follows.
+    raw.states("M3", (local(DAY, "07:00"), 5, 7))
+    derive_day(db_url, DAY, site="T", now=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+
+    assert _rows_of(db_url, ["M1", "M2"]) == first_site
+    assert _rows_of(db_url, ["M3"]) != second_site
+    shift = raw.kpi("T", "shift", local(DAY, "06:00"))
+    assert shift["actual_production_seconds"] == 3600.0    # 06:00-07:00, then the fault
+    first = raw.kpi("S", "shift", local(DAY, "06:00"))
+    assert first["actual_production_seconds"] == 7.5 * 3600    # M1 all shift but the break

@@ -180,7 +180,7 @@ def test_a_late_reclassification_restates_the_kpis(raw: Raw) -> None:
     with session_factory(raw.url)() as session, session.begin():
         acting(session, "100")
         classify_stop(session, stop.equipment_id, stop.started_at, "PM")
-    derive_again(raw.url, stop.days, now=now)
+    derive_again(raw.url, stop, now=now)
 
     assert stop.days == [DAY]
     after = raw.kpi("M1", "shift", local(DAY, "06:00"))

@@ -42,7 +42,7 @@ def test_upgrade_downgrade_upgrade_on_empty_database(empty_db: str) -> None:
     info = migrate.upgrade(empty_db)
 
     assert info.edition in ("apache", "timescale")
-    assert _revision(empty_db) == migrate.head_revision() == "0008_work_requests"
+    assert _revision(empty_db) == migrate.head_revision() == "0009_count_chunks"
     tables = _tables(empty_db)
     assert {"mes.equipment", "mes.signal", "mes.shift", "mes.shift_break",
             "mes.downtime_reason", "mes.material_definition", "mes.person",
@@ -113,11 +113,13 @@ def test_hypertables_create_chunks_as_rows_arrive(db_url: str) -> None:
                           "VALUES (:ts, 1, 1)"),
                      [{"ts": start + dt.timedelta(days=d)} for d in (0, 8, 16)])
         conn.execute(text("INSERT INTO ts.production_count (ts, equipment_id, good, reject) "
-                          "VALUES (:ts, 1, 5, 1)"), [{"ts": start}])
-        # Three days of process values -> three daily chunks; states span three weeks.
+                          "VALUES (:ts, 1, 5, 1)"),
+                     [{"ts": start + dt.timedelta(hours=h)} for h in (0, 1, 24)])
+        # Three days of process values -> three daily chunks; states span three weeks;
+        # counts of two days -> two daily chunks (a day partition sums one chunk).
         assert _chunks(conn, "ts.process_value") == 3
         assert _chunks(conn, "ts.equipment_state") == 3
-        assert _chunks(conn, "ts.production_count") == 1
+        assert _chunks(conn, "ts.production_count") == 2
 
 
 def test_time_series_keep_only_the_primary_key_index(db_url: str) -> None:
