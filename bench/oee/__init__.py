@@ -80,7 +80,7 @@ INSERT INTO ts.production_count (ts, equipment_id, good, reject)
 SELECT %(start)s::timestamptz + make_interval(secs => s), e.id,
        CASE WHEN (s * 7919 + e.id * 104729) %% 50 = 0 THEN 0 ELSE 1 END,
        CASE WHEN (s * 7919 + e.id * 104729) %% 50 = 0 THEN 1 ELSE 0 END
-FROM mes.equipment e, generate_series(%(first)s::integer, %(last)s::integer - 1) s
+FROM mes.equipment e, generate_series(%(first)s::bigint, %(last)s::bigint - 1) s
 WHERE e.level = 'work_unit'
 """
 
