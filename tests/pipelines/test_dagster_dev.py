@@ -11,15 +11,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from psycopg import sql
 
 from pipelines.instance import DAGSTER_HOME, dagster_environment
-from tests.conftest import AdminConnection
 
 
 def _free_port() -> int:
@@ -34,16 +30,6 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-@pytest.fixture
-def dagster_db(admin: AdminConnection) -> Iterator[str]:
-    """Dagster's own database (its alembic must not meet the MES database's)."""
-    name = f"dagster_test_{uuid.uuid4().hex[:8]}"
-    admin.execute(sql.SQL("CREATE DATABASE {} OWNER mes_owner").format(sql.Identifier(name)))
-    yield name
-    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-        sql.Identifier(name)))
 
 
 def _answer_ctrl_c() -> None:
