@@ -85,12 +85,14 @@ def shift_patterns(conn: queries.Connection) -> list[ShiftPattern]:
             for r in queries.frame(conn, queries.SHIFTS).to_dicts()]
 
 
-def _calendar_frames(conn: queries.Connection, windows: pl.DataFrame
-                     ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
-    shifts = shift_patterns(conn)
-    breaks = [BreakPattern(r["shift_id"], dt.timedelta(seconds=r["offset_seconds"]),
-                           dt.timedelta(seconds=r["duration_seconds"]), r["downtime_reason_id"])
-              for r in queries.frame(conn, queries.BREAKS).to_dicts()]
+def break_patterns(conn: queries.Connection) -> list[BreakPattern]:
+    return [BreakPattern(r["shift_id"], dt.timedelta(seconds=r["offset_seconds"]),
+                         dt.timedelta(seconds=r["duration_seconds"]), r["downtime_reason_id"])
+            for r in queries.frame(conn, queries.BREAKS).to_dicts()]
+
+
+def _calendar_frames(shifts: list[ShiftPattern], breaks: list[BreakPattern],
+                     windows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     hour_rows: list[dict[str, object]] = []
     shift_rows: list[dict[str, object]] = []
     break_rows: list[dict[str, object]] = []
@@ -117,7 +119,6 @@ def _calendar_frames(conn: queries.Connection, windows: pl.DataFrame
                                          "start": UTC_US, "end": UTC_US}),
         pl.DataFrame(break_rows, schema={"equipment_id": pl.Int32, "start": UTC_US,
                                          "end": UTC_US, "planned_kind": pl.String}),
-        count_grid_minutes(shifts, breaks, windows),
     )
 
 
@@ -156,8 +157,8 @@ def read_inputs(conn: queries.Connection, windows: pl.DataFrame,
     low = windows["window_start"].min()
     high = windows["window_end"].max()
     assert isinstance(low, dt.datetime) and isinstance(high, dt.datetime)
-    hour_frame, shift_frame, break_frame, grid = _calendar_frames(conn, windows)
-    bucket = f"{grid} minutes"
+    shifts, breaks = shift_patterns(conn), break_patterns(conn)
+    bucket = f"{count_grid_minutes(shifts, breaks, windows)} minutes"
     runs = queries.frame(conn, queries.RUNS, [low, high]).join(
         windows.select("equipment_id"), on="equipment_id")
     run_edges = pl.concat([runs.select("equipment_id", pl.col(c).alias("at"))
@@ -169,6 +170,7 @@ def read_inputs(conn: queries.Connection, windows: pl.DataFrame,
         counts = _in_windows(read_counts(conn, low, high, bucket, run_edges), windows)
     else:
         counts = _sum_apart(counts_url, low, high, bucket, run_edges, windows)
+    hour_frame, shift_frame, break_frame = _calendar_frames(shifts, breaks, windows)
     machine_calendar = windows.select("equipment_id", "calendar_id")
     stops = queries.frame(conn, queries.PLANNED_STOPS, [low, high])
     calendar_stops = stops.filter(pl.col("calendar_id").is_not_null()).drop("equipment_id").join(
