@@ -70,6 +70,9 @@ def test_the_board_page_follows_the_hypertables_live(app: AppTest, raw: Raw) -> 
     if not local(today, "06:00") <= now < local(today, "22:00"):  # the plant's two shifts
         assert app.info and "No shift" in app.info[0].value
         return
+    if local(today, "10:00") <= now < local(today, "10:30"):  # the lunch break: planned
+        assert "planned · for" in " ".join(m.value for m in app.markdown)
+        return
     assert "STOPPED · BREAKDOWN · for 3 min" in " ".join(m.value for m in app.markdown)
 
     raw.states("M2", (dt.datetime.now(dt.UTC), 1, None))
