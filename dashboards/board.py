@@ -14,11 +14,16 @@ from pipelines.live import LiveShift, top_reasons
 
 # Machines side by side on a big screen.
 TILES_PER_ROW = 3
-# What each machine state looks like from across the hall.
-LOOKS = {"running": ("🟢", "running"), "setup": ("🔵", "setup"), "idle": ("🟡", "idle"),
-         "planned_stop": ("⚪", "planned stop"), "unplanned_stop": ("🔴", "STOPPED"),
-         "offline": ("⚫", "offline"), "planned": ("⚪", "planned"),
-         "unknown": ("❔", "no data")}
+# What each machine state looks like from across the hall: Streamlit's Material icons (its
+# own font, so they draw on a screen without emoji fonts), coloured by urgency.
+LOOKS = {"running": (":green[:material/play_circle:]", "running"),
+         "setup": (":blue[:material/build_circle:]", "setup"),
+         "idle": (":orange[:material/pause_circle:]", "idle"),
+         "planned_stop": (":gray[:material/schedule:]", "planned stop"),
+         "unplanned_stop": (":red[:material/error:]", "STOPPED"),
+         "offline": (":gray[:material/power_settings_new:]", "offline"),
+         "planned": (":gray[:material/event_busy:]", "planned")}
+UNKNOWN = (":gray[:material/help:]", "no data")
 
 
 def percent(value: float | None) -> str:
@@ -34,7 +39,7 @@ def duration(seconds: float | None) -> str:
 
 
 def _state_line(machine: dict[str, Any]) -> str:
-    icon, word = LOOKS.get(str(machine["category"]), ("❔", "no data"))
+    icon, word = LOOKS.get(str(machine["category"]), UNKNOWN)
     reason = f" · {machine['reason']}" if machine.get("reason") else ""
     seconds = machine["for_seconds"]
     since = duration(float(seconds) if isinstance(seconds, float | int) else None)
