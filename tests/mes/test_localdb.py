@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from mes import migrate
 from mes.cli import app
-from mes.db import connection_pool, engine
+from mes.db import as_role, connection_pool, engine
 from mes.localdb import LocalCluster, UnsupportedSystemError, install_postgres
 
 
@@ -192,3 +192,18 @@ def test_connection_pool_serves_the_database(db_url: str) -> None:
     with connection_pool(db_url) as pool, pool.connection() as conn:
         row = conn.execute("SELECT count(*) FROM mes.sample_quality").fetchone()
     assert row is not None and row[0] > 0
+
+
+def test_a_url_as_the_application_role_reads_with_its_rights_only(db_url: str) -> None:
+    """`as_role`: both drivers act as the role from the start, keeping the URL's own
+    options; what only the owner may do is refused."""
+    from pipelines import queries
+
+    url = as_role(f"{db_url}?options=-c%20statement_timeout%3D30000", "mes_app")
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT current_user, current_setting('statement_timeout')"
+                            ).fetchone() == ("mes_app", "30s")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM derived.kpi")
+    with queries.connect(url) as adbc:
+        assert queries.frame(adbc, "SELECT current_user AS who")["who"].to_list() == ["mes_app"]
