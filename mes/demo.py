@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -98,13 +98,17 @@ class ShopFloor:
     nonconformances: list[str]
 
 
-def _free_machine(session: Session, line: str) -> str:
-    """The first machine of `line` that the dispatch list sees free now: not down, not
-    busy, not locked out for maintenance (the sample windows fall on fixed days)."""
+def _free_machine(session: Session, line: str, preferred: Sequence[str]) -> str:
+    """The first of `preferred` (else of `line`'s machines) that the dispatch list sees
+    free now: not down, not busy, not locked out for maintenance (the sample windows fall
+    on fixed days)."""
     plan = dispatch_list(session, line)
-    for machine in plan.machines:
-        if machine.available and machine.free_from is not None and machine.free_from <= plan.at:
-            return machine.machine
+    free = [machine.machine for machine in plan.machines
+            if machine.available and machine.free_from is not None
+            and machine.free_from <= plan.at]
+    for machine in [*preferred, *free]:
+        if machine in free:
+            return machine
     raise NotFound(f"no machine of line {line} is free now for the sample shift")
 
 
@@ -136,7 +140,7 @@ def shop_floor(echo: Echo) -> ShopFloor | None:
 
         acting(session, PRESS_OPERATOR)
         operator = person_by_badge(session, PRESS_OPERATOR).id
-        press = _free_machine(session, "L1")
+        press = _free_machine(session, "L1", ("PRESS-1", "PRESS-2"))
         sign_on(session, PRESS_OPERATOR, press)
         stamped = orders.start_run(session, "4711", "STAMP", press, PRESS_OPERATOR).id
         consume(session, COIL, 90, stamped, operator)
@@ -155,7 +159,7 @@ def shop_floor(echo: Echo) -> ShopFloor | None:
         orders.complete_run(session, second, PRESS_OPERATOR, STAMPED["4712"], LINE_SIDE)
 
         acting(session, SUPERVISOR)
-        paint = _free_machine(session, "L2")
+        paint = _free_machine(session, "L2", ("PAINT-1",))
         sign_on(session, SUPERVISOR, paint)
         painting = orders.start_run(session, "4711", "FINISH", paint, SUPERVISOR).id
         consume(session, STAMPED["4711"], 200, painting, person_by_badge(session, SUPERVISOR).id)
@@ -189,9 +193,11 @@ def demo_tag_map(plant: PlantDefinition, signals: dict[str, PlantSignal],
 
 
 async def live_demo(plant: PlantDefinition, url: str, directory: Path, seconds: float,
-                    echo: Echo, *, role: str | None, speed: float = 20.0) -> None:
+                    echo: Echo, *, role: str | None, speed: float = 1.0) -> None:
     """Serve the plant from the simulator and collect it for `seconds`; on cancellation
-    (Ctrl-C) the collectors still stop cleanly, writing what they hold."""
+    (Ctrl-C) the collectors still stop cleanly, writing what they hold. The simulator runs
+    in real time by default: performance compares the parts made with the machines' ideal
+    cycle times over the time they ran, so a faster clock would show it many times 100 %."""
     files = CollectorFiles(directory)
     signals = plant_signals(url, files, role)
     started = dt.datetime.now(dt.UTC)

@@ -73,19 +73,22 @@ def _lines(process: subprocess.Popen[str]) -> queue.Queue[str]:
     return lines
 
 
-def _wait_for(lines: queue.Queue[str], pattern: str, seen: list[str],
-              timeout: float) -> re.Match[str]:
+def _wait_for(process: subprocess.Popen[str], lines: queue.Queue[str], pattern: str,
+              seen: list[str], timeout: float) -> re.Match[str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             line = lines.get(timeout=0.5)
         except queue.Empty:
+            if process.poll() is not None:
+                break
             continue
         seen.append(line)
         found = re.search(pattern, line)
         if found:
             return found
-    raise AssertionError(f"no line like {pattern!r} within {timeout:g} s:\n{''.join(seen)}")
+    raise AssertionError(f"no line like {pattern!r} within {timeout:g} s (exit code "
+                         f"{process.poll()}):\n{''.join(seen)}")
 
 
 @pytest.mark.slow
@@ -101,8 +104,8 @@ def test_demo_serves_until_ctrl_c_then_stops_everything_it_started(
     lines, seen = _lines(demo), []
     started: set[int] = set()
     try:
-        site = _wait_for(lines, r"dashboards at (http://127\.0\.0\.1:\d+)", seen, 180)[1]
-        _wait_for(lines, r"collecting live until Ctrl-C", seen, 30)
+        site = _wait_for(demo, lines, r"dashboards at (http://127\.0\.0\.1:\d+)", seen, 180)[1]
+        _wait_for(demo, lines, r"collecting live until Ctrl-C", seen, 30)
         with urllib.request.urlopen(f"{site}/_stcore/health", timeout=10) as health:
             assert health.status == 200
         with urllib.request.urlopen(site, timeout=10) as page:
@@ -111,11 +114,14 @@ def test_demo_serves_until_ctrl_c_then_stops_everything_it_started(
         assert started, "the dashboards run as a child process"
         with psycopg.connect(empty_db) as conn:
             live_from = conn.execute("SELECT now()").fetchone()
-        _wait_for(lines, r"^\s+\d+ s\s+received", seen, 30)  # collecting goes on
+        _wait_for(demo, lines, r"^\s+\d+ s\s+received", seen, 30)  # collecting goes on
 
         os.killpg(demo.pid, signal.SIGINT)
         clock = time.monotonic()
-        code = demo.wait(timeout=PROMPTLY)
+        try:
+            code = demo.wait(timeout=PROMPTLY)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {PROMPTLY:g} s after Ctrl-C:\n{''.join(seen)}")
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
