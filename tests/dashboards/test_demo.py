@@ -163,7 +163,7 @@ def test_the_quality_page_shows_the_demo_hold_nonconformance_and_chart(
     assert list(shown["nonconformance"]) == [line.code for line in lines]
     assert list(shown["measured"]) == [line.measured for line in lines] == [8.16]
 
-    subject = demo_app.selectbox(key="spc_subject").value
+    subject = str(demo_app.selectbox(key="spc_subject").value)
     kind, _, name = subject.partition(": ")
     assert (kind, name) == ("inspection", spc.characteristics(services)[0])
     window = _days(7)
@@ -188,7 +188,7 @@ def test_the_genealogy_page_traces_a_demo_lot_and_shows_exposure(
                                                                           "RAW-4711-1"}
     assert list(demo_app.dataframe[1].value["run"]) == sorted(found.runs)
 
-    signal = demo_app.selectbox(key="exposure_signal").value
+    signal = str(demo_app.selectbox(key="exposure_signal").value)
     exposure = exposed_lots(services, signal, *_days(7))
     assert metrics["Exposed lots"] == str(len(exposure.made) + len(exposure.downstream))
 

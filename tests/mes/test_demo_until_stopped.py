@@ -101,7 +101,7 @@ def test_demo_serves_until_ctrl_c_then_stops_everything_it_started(
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         # Its own process group, as a terminal's foreground job: Ctrl-C goes to the group.
         start_new_session=True, preexec_fn=_answer_ctrl_c)
-    lines, seen = _lines(demo), []
+    lines, seen = _lines(demo), list[str]()
     started: set[int] = set()
     try:
         site = _wait_for(demo, lines, r"dashboards at (http://127\.0\.0\.1:\d+)", seen, 180)[1]
