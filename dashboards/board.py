@@ -4,12 +4,15 @@ every few seconds; tests call it through AppTest, which does not tick fragments.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import streamlit as st
 
 from dashboards import data
+from mes.settings import get_settings
 from pipelines.live import LiveShift, top_reasons
 
 # Machines side by side on a big screen.
@@ -29,6 +32,11 @@ UNKNOWN = (":gray[:material/help:]", "no data")
 def percent(value: float | None) -> str:
     """A ratio as the board shows it; an unknown one (no planned time) as a dash."""
     return "-" if value is None else f"{value * 100:.1f} %"
+
+
+def _plant_time(moment: dt.datetime) -> dt.datetime:
+    """`moment` on the plant's clock (the pipelines' time zone), whatever the server's."""
+    return moment.astimezone(ZoneInfo(get_settings().pipeline_timezone))
 
 
 def duration(seconds: float | None) -> str:
@@ -60,12 +68,12 @@ def _machine_tile(row: dict[str, Any], states: dict[str, dict[str, Any]]) -> Non
     st.markdown(_state_line(states.get(machine, {"category": "unknown", "for_seconds": None})))
     _kpi_tiles(row, machine)
     st.caption(f"made {row['produced_quantity']}, good {row['good_quantity']}, scrap "
-               f"{row['scrap_quantity']} since {row['period_start'].astimezone():%H:%M}")
+               f"{row['scrap_quantity']} since {_plant_time(row['period_start']):%H:%M}")
 
 
 def show(live: LiveShift) -> None:
     """Draw the board for `live`, with orders and holds as the services give them now."""
-    local = live.now.astimezone()
+    local = _plant_time(live.now)
     st.caption(f"As of {local:%H:%M:%S}; refreshes every {data.BOARD_REFRESH} s")
     if live.kpis.is_empty():
         st.info("No shift is running now on any machine.")
