@@ -4,26 +4,39 @@ every few seconds; tests call it through AppTest, which does not tick fragments.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import streamlit as st
 
 from dashboards import data
+from mes.settings import get_settings
 from pipelines.live import LiveShift, top_reasons
 
 # Machines side by side on a big screen.
 TILES_PER_ROW = 3
-# What each machine state looks like from across the hall.
-LOOKS = {"running": ("🟢", "running"), "setup": ("🔵", "setup"), "idle": ("🟡", "idle"),
-         "planned_stop": ("⚪", "planned stop"), "unplanned_stop": ("🔴", "STOPPED"),
-         "offline": ("⚫", "offline"), "planned": ("⚪", "planned"),
-         "unknown": ("❔", "no data")}
+# What each machine state looks like from across the hall: Streamlit's Material icons (its
+# own font, so they draw on a screen without emoji fonts), coloured by urgency.
+LOOKS = {"running": (":green[:material/play_circle:]", "running"),
+         "setup": (":blue[:material/build_circle:]", "setup"),
+         "idle": (":orange[:material/pause_circle:]", "idle"),
+         "planned_stop": (":gray[:material/schedule:]", "planned stop"),
+         "unplanned_stop": (":red[:material/error:]", "STOPPED"),
+         "offline": (":gray[:material/power_settings_new:]", "offline"),
+         "planned": (":gray[:material/event_busy:]", "planned")}
+UNKNOWN = (":gray[:material/help:]", "no data")
 
 
 def percent(value: float | None) -> str:
     """A ratio as the board shows it; an unknown one (no planned time) as a dash."""
     return "-" if value is None else f"{value * 100:.1f} %"
+
+
+def _plant_time(moment: dt.datetime) -> dt.datetime:
+    """`moment` on the plant's clock (the pipelines' time zone), whatever the server's."""
+    return moment.astimezone(ZoneInfo(get_settings().pipeline_timezone))
 
 
 def duration(seconds: float | None) -> str:
@@ -34,7 +47,7 @@ def duration(seconds: float | None) -> str:
 
 
 def _state_line(machine: dict[str, Any]) -> str:
-    icon, word = LOOKS.get(str(machine["category"]), ("❔", "no data"))
+    icon, word = LOOKS.get(str(machine["category"]), UNKNOWN)
     reason = f" · {machine['reason']}" if machine.get("reason") else ""
     seconds = machine["for_seconds"]
     since = duration(float(seconds) if isinstance(seconds, float | int) else None)
@@ -55,12 +68,12 @@ def _machine_tile(row: dict[str, Any], states: dict[str, dict[str, Any]]) -> Non
     st.markdown(_state_line(states.get(machine, {"category": "unknown", "for_seconds": None})))
     _kpi_tiles(row, machine)
     st.caption(f"made {row['produced_quantity']}, good {row['good_quantity']}, scrap "
-               f"{row['scrap_quantity']} since {row['period_start'].astimezone():%H:%M}")
+               f"{row['scrap_quantity']} since {_plant_time(row['period_start']):%H:%M}")
 
 
 def show(live: LiveShift) -> None:
     """Draw the board for `live`, with orders and holds as the services give them now."""
-    local = live.now.astimezone()
+    local = _plant_time(live.now)
     st.caption(f"As of {local:%H:%M:%S}; refreshes every {data.BOARD_REFRESH} s")
     if live.kpis.is_empty():
         st.info("No shift is running now on any machine.")

@@ -1,8 +1,9 @@
 """What the pages read: the services of `transactional` (and `pipelines`), each behind a
 short cache so that many screens refreshing together cost the database little.
 
-Every function opens its own read-only session on the configured database (`MES_` settings,
-as the `mes` command uses them) and returns plain records that pickle, as st.cache_data needs.
+Every function reads the configured database (`MES_` settings, as the `mes` command uses
+them) as the application role, never as the schema owner, and returns plain records that
+pickle, as st.cache_data needs.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import streamlit as st
 from sqlalchemy.orm import Session
 
 from mes.acting import session as application_session
-from mes.db import database_url
+from mes.db import as_role, database_url
 from pipelines import reports
 from pipelines.live import LiveBoard, LiveShift, live_shift
 from transactional import genealogy, overview, spc
 from transactional.dispatch import DispatchList, dispatch_list
 from transactional.exposure import Exposure, exposed_lots
+from transactional.permissions import APPLICATION_ROLE
 
 # Seconds a result may be reused: screens refresh every few seconds, and orders, holds and
 # nonconformances change at human speed. The board refreshes every BOARD_REFRESH seconds
@@ -30,6 +32,11 @@ SHORT = 5
 LONG = 60
 LIVE = 2
 BOARD_REFRESH = 5
+
+
+def _reader_url() -> str:
+    """The pipelines' readers (ADBC, outside the ORM) connect as the application role too."""
+    return as_role(database_url(), APPLICATION_ROLE)
 
 
 @contextmanager
@@ -89,58 +96,58 @@ def live(now: dt.datetime | None = None) -> LiveShift:
     """The running shift so far, derived from the hypertables (`pipelines.live`); a fixed
     `now` (tests, history) is read afresh."""
     if now is not None:
-        return live_shift(database_url(), now)
-    return _board(database_url()).shift()
+        return live_shift(_reader_url(), now)
+    return _board(_reader_url()).shift()
 
 
 @st.cache_data(ttl=SHORT, show_spinner=False)
 def downtime_pareto(start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
-    return reports.downtime_pareto(database_url(), start, end)
+    return reports.downtime_pareto(_reader_url(), start, end)
 
 
 @st.cache_data(ttl=SHORT, show_spinner=False)
 def state_timeline(machines: tuple[str, ...], start: dt.datetime,
                    end: dt.datetime) -> pl.DataFrame:
-    frames = [reports.state_timeline(database_url(), machine, start, end)
+    frames = [reports.state_timeline(_reader_url(), machine, start, end)
               for machine in machines]
     return pl.concat(frames) if frames else pl.DataFrame()
 
 
 @st.cache_data(ttl=SHORT, show_spinner=False)
 def kpis_over(start: dt.datetime, end: dt.datetime, scope: str = "machine") -> pl.DataFrame:
-    return reports.kpis_over(database_url(), start, end, scope=scope)
+    return reports.kpis_over(_reader_url(), start, end, scope=scope)
 
 
 @st.cache_data(ttl=SHORT, show_spinner=False)
 def kpi_trend(start: dt.datetime, end: dt.datetime, scope: str = "site",
               period: str = "day") -> pl.DataFrame:
-    return reports.kpi_trend(database_url(), start, end, scope=scope, period=period)
+    return reports.kpi_trend(_reader_url(), start, end, scope=scope, period=period)
 
 
 @st.cache_data(ttl=SHORT, show_spinner=False)
 def downtime_events(start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
-    return reports.downtime_events(database_url(), start, end)
+    return reports.downtime_events(_reader_url(), start, end)
 
 
 @st.cache_data(ttl=LONG, show_spinner=False)
 def downtime_reasons() -> pl.DataFrame:
-    return reports.downtime_reasons(database_url())
+    return reports.downtime_reasons(_reader_url())
 
 
 @st.cache_data(ttl=LONG, show_spinner=False)
 def machines() -> list[str]:
-    return reports.machines(database_url())
+    return reports.machines(_reader_url())
 
 
 @st.cache_data(ttl=LONG, show_spinner=False)
 def signals() -> pl.DataFrame:
-    return reports.signals(database_url())
+    return reports.signals(_reader_url())
 
 
 @st.cache_data(ttl=SHORT, show_spinner=False)
 def signal_trend(codes: tuple[str, ...], start: dt.datetime,
                  end: dt.datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
-    return reports.signal_trend(database_url(), list(codes), start, end)
+    return reports.signal_trend(_reader_url(), list(codes), start, end)
 
 
 @st.cache_data(ttl=LONG, show_spinner=False)

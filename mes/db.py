@@ -7,10 +7,11 @@ except the engine cache, so tests can point at a fresh database per test.
 from __future__ import annotations
 
 from functools import lru_cache
+from urllib.parse import quote, urlencode
 
 from psycopg_pool import ConnectionPool
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from mes.localdb import LocalCluster
@@ -32,8 +33,25 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def psycopg_url(url: str) -> str:
-    parsed = make_url(url)
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    return _libpq(make_url(url).set(drivername="postgresql"))
+
+
+def as_role(url: str, role: str) -> str:
+    """The same URL (as libpq reads it), its connections acting as `role` from the start
+    (`-c role=...`, as a SET ROLE would; the login must be a member of it): readers outside
+    the ORM, such as the pipelines' ADBC connections, then hold only that role's rights."""
+    parsed = make_url(url).set(drivername="postgresql")
+    options = " ".join(filter(None, [str(parsed.query.get("options") or ""),
+                                     f"-c role={role}"]))
+    return _libpq(parsed.update_query_dict({"options": options}))
+
+
+def _libpq(parsed: URL) -> str:
+    """`parsed` as a libpq connection URI: query values percent-encoded, since libpq does
+    not read `+` as a space (SQLAlchemy's rendering writes one)."""
+    base = parsed.set(query={}).render_as_string(hide_password=False)
+    query = urlencode(list(parsed.query.items()), doseq=True, quote_via=quote)
+    return f"{base}?{query}" if query else base
 
 
 @lru_cache(maxsize=16)

@@ -83,7 +83,9 @@ def template_db(cluster: LocalCluster, admin: AdminConnection) -> Iterator[str]:
     _drop(admin, name)
 
 
-def _fresh(cluster: LocalCluster, admin: AdminConnection, template: str | None) -> Iterator[str]:
+def fresh_database(cluster: LocalCluster, admin: AdminConnection,
+                   template: str | None) -> Iterator[str]:
+    """Owner URL of a new database (a copy of `template`), dropped when the caller is done."""
     name = f"mes_test_{uuid.uuid4().hex[:10]}"
     create_database(admin, name, template=template)
     url = cluster.url(name)
@@ -97,13 +99,13 @@ def _fresh(cluster: LocalCluster, admin: AdminConnection, template: str | None) 
 @pytest.fixture
 def empty_db(cluster: LocalCluster, admin: AdminConnection) -> Iterator[str]:
     """Owner URL of a new database with TimescaleDB and no schema yet."""
-    yield from _fresh(cluster, admin, None)
+    yield from fresh_database(cluster, admin, None)
 
 
 @pytest.fixture
 def db_url(cluster: LocalCluster, admin: AdminConnection, template_db: str) -> Iterator[str]:
     """Owner URL of a new database migrated to the newest revision."""
-    yield from _fresh(cluster, admin, template_db)
+    yield from fresh_database(cluster, admin, template_db)
 
 
 @pytest.fixture

@@ -24,12 +24,13 @@ import psycopg
 
 from bench.oee import COUNTS, STATES, bench_plant, committed_and_analyzed, load_bench_plant
 from bench.scratch import running_local_cluster, scratch_database
-from mes.db import session_factory
+from mes.db import as_role, session_factory
 from pipelines import reports
 from pipelines.derive import derive_day
 from pipelines.live import LiveBoard, live_shift
 from transactional import overview
 from transactional.errors import MesError
+from transactional.permissions import APPLICATION_ROLE
 
 FIRST_DAY = dt.date(2026, 10, 1)
 # The board looks at 10:00 UTC of the last day: 4 hours into the early shift.
@@ -105,7 +106,9 @@ def run_dashboards_bench(machines: int, days: int, rounds: int,
         progress("timing the board's data for one refresh, the 30-day OEE trend and Pareto")
         factory = session_factory(scratch.url)
         lines = max(1, machines // 10)
-        served = LiveBoard(scratch.url)
+        # The readers connect as the dashboards' do: as the application role.
+        reader = as_role(scratch.url, APPLICATION_ROLE)
+        served = LiveBoard(reader)
         refreshes = itertools.count()
 
         def board() -> None:
@@ -117,20 +120,20 @@ def run_dashboards_bench(machines: int, days: int, rounds: int,
                 overview.held_lots(session)
 
         def first_board() -> None:
-            live = live_shift(scratch.url, now)
+            live = live_shift(reader, now)
             assert live.kpis.height == machines + lines
 
         end = start + dt.timedelta(days=days)
         trend_rows: list[int] = []
 
         def trend() -> None:
-            trend_rows.append(reports.kpi_trend(scratch.url, start, end, scope="machine",
+            trend_rows.append(reports.kpi_trend(reader, start, end, scope="machine",
                                                 period="day").height)
 
         reasons: list[int] = []
 
         def pareto() -> None:
-            reasons.append(reports.downtime_pareto(scratch.url, start, end).height)
+            reasons.append(reports.downtime_pareto(reader, start, end).height)
 
         for name, work in (("board_refresh", board), ("board_first", first_board),
                            ("oee_trend", trend), ("downtime_pareto", pareto)):

@@ -76,9 +76,9 @@ COMMANDS: tuple[Entry, ...] = (
     Entry("simulate", "mes.cli.simulate:simulate_app",
           "Play the plant's machines over OPC UA and Modbus TCP until Ctrl+C.", group=False),
     Entry("demo", "mes.cli.demo:app",
-          "Set up the database, load the sample plant, run the line simulator and both "
-          "collectors, derive the KPIs and serve the dashboards: until Ctrl-C, or for "
-          "--seconds.", group=False),
+          "Set up the database, load the sample plant and a morning's work, run the line "
+          "simulator and both collectors, derive the KPIs and serve the dashboards: until "
+          "Ctrl-C, or for --seconds.", group=False),
     Entry("derive", "mes.cli.pipelines:derive_app",
           "Derive machine time, downtime events, KPIs and count reconciliation for each "
           "day, in this process, with the Dagster definitions the UI shows.", group=False),

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from mes import migrate
 from mes.cli import app
-from mes.db import connection_pool, engine
+from mes.db import as_role, connection_pool, engine
 from mes.localdb import LocalCluster, UnsupportedSystemError, install_postgres
 
 
@@ -129,7 +129,15 @@ def test_demo_migrates_loads_the_sample_plant_and_shows_data_arriving(
     assert "sample ERP orders (B2MML)" in result.output and "3 created" in result.output
     with engine(empty_db).connect() as conn:
         orders = conn.execute(text("SELECT code, status FROM mes.work_order ORDER BY code"))
-        assert orders.all() == [("4711", "created"), ("4712", "created"), ("4713", "created")]
+        assert orders.all() == [("4711", "in_progress"), ("4712", "in_progress"),
+                                ("4713", "created")]
+        # The sample shift: a lot stamped and being painted, one on hold after a bad hole.
+        lots = conn.execute(text("SELECT code, status FROM mes.material_lot ORDER BY code"))
+        assert lots.all() == [("COIL-0001", "available"), ("RAW-4711-1", "available"),
+                              ("RAW-4712-1", "on_hold")]
+        assert conn.execute(text("SELECT count(*) FROM mes.nonconformance "
+                                 "WHERE status = 'open'")).scalar_one() == 1
+    assert "RAW-4712-1 on hold" in result.output
     assert opcua >= 4 and modbus >= 4
     table = result.output[result.output.index("machine    state now"):
                           result.output.index("\nderived ")]
@@ -148,6 +156,7 @@ def test_demo_migrates_loads_the_sample_plant_and_shows_data_arriving(
     assert "0 created, 0 updated, 3 unchanged" in again.output
     assert again.exit_code == 0, again.output
     assert "already loaded" in again.output
+    assert "sample shift: already worked" in again.output
 
 
 def test_migrate_command_refuses_without_the_extension(
@@ -183,3 +192,18 @@ def test_connection_pool_serves_the_database(db_url: str) -> None:
     with connection_pool(db_url) as pool, pool.connection() as conn:
         row = conn.execute("SELECT count(*) FROM mes.sample_quality").fetchone()
     assert row is not None and row[0] > 0
+
+
+def test_a_url_as_the_application_role_reads_with_its_rights_only(db_url: str) -> None:
+    """`as_role`: both drivers act as the role from the start, keeping the URL's own
+    options; what only the owner may do is refused."""
+    from pipelines import queries
+
+    url = as_role(f"{db_url}?options=-c%20statement_timeout%3D30000", "mes_app")
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT current_user, current_setting('statement_timeout')"
+                            ).fetchone() == ("mes_app", "30s")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM derived.kpi")
+    with queries.connect(url) as adbc:
+        assert queries.frame(adbc, "SELECT current_user AS who")["who"].to_list() == ["mes_app"]
