@@ -15,6 +15,10 @@ from pipelines.partitions import plant_partitions, scopes
 from pipelines.resources import MesDatabase
 from transactional.errors import RuleViolation
 
+# Dagster's console log of each run (about 30 lines at DEBUG) only when something is wrong;
+# the command prints what was derived and which checks failed.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
 
 @dataclass(frozen=True)
 class DayResult:
@@ -40,7 +44,7 @@ def derive_days(url: str, first: dt.date, last: dt.date) -> list[DayResult]:
         for scope in scopes(first, last, sites):
             outcome = dg.materialize([plant_day], partition_key=scope.key(),
                                      resources={"database": MesDatabase(url=url)},
-                                     instance=instance)
+                                     instance=instance, run_config=QUIET)
             rows = {}
             for event in outcome.get_asset_materialization_events():
                 materialization = event.materialization

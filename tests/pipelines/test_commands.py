@@ -32,6 +32,8 @@ def test_derive_then_kpi_json_has_exactly_the_documented_keys(raw: Raw) -> None:
     derived = runner.invoke(app, ["derive", "--from", DAY.isoformat()])
     assert derived.exit_code == 0, derived.output
     assert "all checks passed" in derived.output
+    # one line a day; Dagster's own run log stays quiet unless something is wrong
+    assert len(derived.output.strip().splitlines()) == 1, derived.output
 
     result = runner.invoke(app, ["kpi", "--machine", "M1", "--from", DAY.isoformat(),
                                  "--to", "2026-03-04", "--by", "shift", "--json"])
