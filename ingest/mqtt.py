@@ -68,6 +68,8 @@ class _Node:
     births: dict[str, dict[int, str]] = field(default_factory=dict)
     rebirth_asked_at: float | None = None
     last_message_at: dt.datetime | None = None
+    # The node, or devices of it (""), that died and were not born again since.
+    dead: set[str] = field(default_factory=set)
 
     @property
     def label(self) -> str:
@@ -306,15 +308,16 @@ class MqttCollector:
         node.last_message_at = received
         if kind == "NBIRTH":
             node.births = {}
+            node.dead.clear()
             node.bd_seq = next((int(m.long_value or m.int_value) for m in payload.metrics
                                 if m.name == sparkplug.BD_SEQ), node.bd_seq)
         if kind in ("NBIRTH", "DBIRTH"):
+            node.dead.discard(device)
             node.births[device] = {int(m.alias): m.name for m in payload.metrics
                                    if m.HasField("alias") and m.name}
             node.rebirth_asked_at = None
             self._save_births()
         if kind == "DDEATH":
-            node.births.pop(device, None)
             return self._device_death(node, device, received), None
         target = self._targets.get((node.group, node.node, device))
         if target is None:
@@ -428,9 +431,13 @@ class MqttCollector:
                        if m.name == sparkplug.BD_SEQ), None)
         if bd_seq is not None and node.bd_seq is not None and bd_seq != node.bd_seq:
             return []  # the death of an earlier session of the node, come late
+        if "" in node.dead:
+            return []  # delivered again
         log.warning("%s: edge node %s died", self.name, node.label)
-        node.births = {}
+        # The aliases stay: a message of the dead session delivered again still reads, and
+        # a new session starts with a birth that replaces them.
         node.next_seq = None
+        node.dead.add("")
         readings: list[Reading] = []
         for device in {t.device or "" for t in self._targets.values()
                        if (t.group, t.node) == (node.group, node.node)}:
@@ -440,8 +447,9 @@ class MqttCollector:
     def _device_death(self, node: _Node, device: str, received: dt.datetime,
                       log_it: bool = True) -> list[Reading]:
         target = self._targets.get((node.group, node.node, device))
-        if target is None:
+        if target is None or (device in node.dead and log_it):
             return []
+        node.dead.add(device)
         if log_it:
             log.warning("%s: device %s/%s died", self.name, node.label, device)
         if self.gaps is not None:

@@ -8,6 +8,7 @@ It runs Debian's `mosquitto`; it does not install it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -18,9 +19,12 @@ from types import TracebackType
 from typing import Self
 
 
-def broker_config(port: int, persistence_dir: Path, host: str = "127.0.0.1") -> str:
+def broker_config(port: int, persistence_dir: Path, host: str = "127.0.0.1",
+                  user: str | None = None) -> str:
     """mosquitto.conf for collecting with QoS 1 and persistent sessions."""
-    return "\n".join([
+    # Started as root, mosquitto becomes the user `mosquitto`, who cannot write to a folder
+    # of root's: a local broker then keeps root.
+    return "\n".join(([f"user {user}"] if user else []) + [
         f"listener {port} {host}",
         "allow_anonymous true",
         # Sessions and their queued messages survive a broker restart.
@@ -79,7 +83,8 @@ class LocalBroker:
             raise RuntimeError("the broker is already running")
         persistence = self.directory / "persistence"
         persistence.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(broker_config(self.port, persistence, self.host))
+        self.config_path.write_text(broker_config(
+            self.port, persistence, self.host, "root" if os.geteuid() == 0 else None))
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 [mosquitto_path(), "-c", str(self.config_path)], stdout=log, stderr=log,

@@ -61,6 +61,7 @@ class Simulator:
         self.record = record
         self.history: list[ServedValue] = []
         self._paused = False
+        self._last_served_at: dt.datetime | None = None
         self._ticker: asyncio.Task[None] | None = None
 
     @property
@@ -230,8 +231,13 @@ class Simulator:
         now = dt.datetime.now(dt.UTC)
         if self.sparkplug is None:
             return now
-        # Sparkplug B carries milliseconds: what is served is what can be stored.
-        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+        # Sparkplug B carries milliseconds: what is served is what can be stored. Ticks run
+        # back to back after a stall get a millisecond each, as they would on a PLC.
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        if self._last_served_at is not None and now <= self._last_served_at:
+            now = self._last_served_at + dt.timedelta(milliseconds=1)
+        self._last_served_at = now
+        return now
 
 
 def _report_failure(task: asyncio.Task[None]) -> None:

@@ -165,3 +165,48 @@ async def test_sparkplug_values_arrive_in_the_hypertables_exactly_once(
     assert "mqtt simulator-sparkplug:" in text and "messages/s" in text
     assert "sequence gaps 0" in text
     assert "source simulator-sparkplug: connected to mqtt://127.0.0.1:" in text
+
+
+def _gaps(url: str) -> list[tuple[str, str, bool]]:
+    """(source, cause, closed) of every collection gap."""
+    with psycopg.connect(url) as conn:
+        return [(source, cause, end is not None) for source, cause, end in conn.execute(
+            "SELECT source, cause, gap_end FROM ts.collection_gap ORDER BY id").fetchall()]
+
+
+@in_event_loop
+async def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(
+        db_url: str, tmp_path: Path, broker: LocalBroker) -> None:
+    plant, signals = load_sample_plant(db_url)
+    tag_map = tag_map_from(simulator_tag_map(plant, protocols=("sparkplug",),
+                                             mqtt_port=broker.port), tmp_path, signals)
+    async with collecting(tag_map, db_url, tmp_path / "collect") as collection:
+        collector = collection.mqtt[0]
+        await eventually(collector.connected.is_set, 15, "the collector subscribed")
+        async with _simulator(plant, broker, seed=7) as simulator:
+            edge = simulator.sparkplug
+            assert edge is not None
+            await _running(simulator)
+            await asyncio.sleep(2)
+            await asyncio.to_thread(broker.stop)
+            await eventually(lambda: not collector.connected.is_set(), 10,
+                             "the collector noticed")
+            await asyncio.sleep(1)  # the machines go on; the edge node keeps what changes
+            await asyncio.to_thread(broker.start)
+            await eventually(collector.connected.is_set, 15, "the collector is back")
+            await eventually(lambda: edge.births >= 2, 15, "the edge node was born again")
+            await asyncio.sleep(2)
+            simulator.pause()
+            await asyncio.sleep(0.3)
+            await settled(collection, quiet=0.5)
+        history = list(simulator.history)
+    assert collection.health.samples_dropped == 0
+    assert collector.figures["rejected"] == {}
+    assert assert_stored_as_served(db_url, history, signals) > 2000
+    gaps = _gaps(db_url)
+    # The broker's absence is a gap of every machine, closed when data flowed again (the
+    # edge node's death, which the broker published as it stopped, may open its own).
+    closed = {source.rsplit("/", 1)[1] for source, cause, end in gaps
+              if cause == "source_lost" and end}
+    assert closed == {machine.code for machine in plant.machines}
+    assert not [g for g in gaps if g[1] != "collector_stopped" and not g[2]]
