@@ -19,7 +19,6 @@ import pytest
 
 from ingest import sparkplug
 from ingest.broker import BrokerAddress, Connection
-from ingest.collect import Collection
 from ingest.conditioning import Quality
 from ingest.health import describe_status
 from ingest.simulator.broker import LocalBroker, mosquitto_path
@@ -127,12 +126,6 @@ async def _running(simulator: Simulator) -> None:
     await eventually(edge.connected.is_set, 15, "the edge node connected and was born")
 
 
-def _sparkplug_tag_map(plant: PlantDefinition, broker: LocalBroker, tmp_path: Path,
-                       signals: dict[str, PlantSignal]) -> Collection | object:
-    return tag_map_from(simulator_tag_map(plant, protocols=("sparkplug",),
-                                          mqtt_port=broker.port), tmp_path, signals)
-
-
 def _simulator(plant: PlantDefinition, broker: LocalBroker, seed: int) -> Simulator:
     return Simulator(plant, seed=seed, speed=100, tick_seconds=1.0, opcua_port=None,
                      modbus_port=None, record=True, sparkplug=SparkplugTarget(
@@ -210,3 +203,178 @@ async def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(
               if cause == "source_lost" and end}
     assert closed == {machine.code for machine in plant.machines}
     assert not [g for g in gaps if g[1] != "collector_stopped" and not g[2]]
+
+
+@in_event_loop
+async def test_a_sequence_gap_asks_for_a_rebirth_and_the_new_aliases_are_used(
+        db_url: str, tmp_path: Path, broker: LocalBroker) -> None:
+    plant, signals = load_sample_plant(db_url)
+    tag_map = tag_map_from(simulator_tag_map(plant, protocols=("sparkplug",),
+                                             mqtt_port=broker.port), tmp_path, signals)
+    async with collecting(tag_map, db_url, tmp_path / "collect") as collection:
+        collector = collection.mqtt[0]
+        await eventually(collector.connected.is_set, 15, "the collector subscribed")
+        async with _simulator(plant, broker, seed=5) as simulator:
+            edge = simulator.sparkplug
+            assert edge is not None
+            await _running(simulator)
+            await asyncio.sleep(1)
+            first_aliases = dict(collector._nodes[("open-mes", "simulator")].births["PRESS-1"])
+            edge.skip_sequence()
+            await eventually(lambda: edge.rebirths_answered >= 1, 10, "a rebirth was asked for")
+            await asyncio.sleep(1.5)
+            simulator.pause()
+            await asyncio.sleep(0.3)
+            await settled(collection)
+        history = list(simulator.history)
+        rebuilt = dict(collector._nodes[("open-mes", "simulator")].births["PRESS-1"])
+        status = collector_status(tmp_path / "collect")
+    assert collector.figures["sequence_gaps"] == 1
+    assert collector.figures["rebirths_requested"] >= 2  # the first connection's, the gap's
+    assert collector.figures["rejected"] == {}
+    # The same metrics under new aliases, and what came after them is stored as served.
+    assert sorted(rebuilt.values()) == sorted(first_aliases.values())
+    assert not set(rebuilt) & set(first_aliases)
+    saved = json.loads((tmp_path / "collect" / "sparkplug_births.json").read_text())
+    assert {int(a) for a in saved["open-mes/simulator"]["births"]["PRESS-1"]} == set(rebuilt)
+    assert assert_stored_as_served(db_url, history, signals) > 1000
+    lost = [g for g in _gaps(db_url) if g[1] == "message_lost"]
+    assert len(lost) == len(plant.machines) and all(closed for _, _, closed in lost)
+    assert status["mqtt"]["simulator-sparkplug"]["sequence_gaps"] == 1
+    assert "sequence gaps 1" in describe_status(status)
+
+
+def _communication_lost(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {code for (code,) in conn.execute(
+            "SELECT DISTINCT s.code FROM ts.process_value p JOIN mes.signal s "
+            "ON s.id = p.signal_id WHERE p.quality = %s AND p.value IS NULL",
+            (int(Quality.COMMUNICATION_LOST),)).fetchall()}
+
+
+@in_event_loop
+async def test_a_death_marks_the_signals_communication_lost_until_the_next_birth(
+        db_url: str, tmp_path: Path, broker: LocalBroker) -> None:
+    plant, signals = load_sample_plant(db_url)
+    tag_map = tag_map_from(simulator_tag_map(plant, protocols=("sparkplug",),
+                                             mqtt_port=broker.port), tmp_path, signals)
+    process_values = {s.code for s in signals.values() if s.kind == "process_value"}
+    async with collecting(tag_map, db_url, tmp_path / "collect") as collection:
+        collector = collection.mqtt[0]
+        await eventually(collector.connected.is_set, 15, "the collector subscribed")
+        async with _simulator(plant, broker, seed=1) as simulator:
+            await _running(simulator)
+            await asyncio.sleep(0.5)
+        # Stopped: the edge node published its NDEATH.
+        await eventually(lambda: len(collection.gaps.open_sources) == len(plant.machines), 10,
+                         "every machine's collection gap opened")
+        await settled(collection)
+        async with _simulator(plant, broker, seed=2) as simulator:
+            await _running(simulator)
+            await eventually(lambda: not collection.gaps.open_sources, 10,
+                             "the births closed the gaps")
+            await asyncio.sleep(0.3)
+            simulator.pause()
+    assert _communication_lost(db_url) == process_values
+    # The first death's gaps closed with the births; the second simulator's own death, as
+    # it stopped, opened new ones.
+    closed = Counter(source.rsplit("/", 1)[1] for source, cause, end in _gaps(db_url)
+                     if cause == "source_lost" and end)
+    assert closed == Counter({machine.code: 1 for machine in plant.machines})
+    assert collector.figures["rejected"] == {}
+
+
+def _hand_tag_map(broker: LocalBroker) -> str:
+    return f"""
+[[mqtt]]
+name = "line-iiot"
+host = "127.0.0.1"
+port = {broker.port}
+client_id = "mes-test"
+
+[[mqtt.sparkplug]]
+group = "G"
+node = "EDGE"
+device = "PRESS-1"
+metrics = [
+  {{ signal = "PRESS-1.temperature", metric = "Temperature" }},
+  {{ signal = "PRESS-1.good", metric = "Good" }},
+]
+
+[[mqtt.json]]
+topic = "sensors/paint-1"
+timestamp = "time"
+values = [
+  {{ signal = "PAINT-1.temperature", path = "readings.oven[0]" }},
+  {{ signal = "PAINT-1.speed", path = "readings.speed" }},
+]
+"""
+
+
+def _at(second: int) -> int:
+    return sparkplug.milliseconds(dt.datetime(2026, 11, 30, 10, 0, second, tzinfo=dt.UTC))
+
+
+@in_event_loop
+async def test_bad_messages_are_set_aside_whole_and_collecting_goes_on(
+        db_url: str, tmp_path: Path, broker: LocalBroker) -> None:
+    _plant, signals = load_sample_plant(db_url)
+    tag_map = tag_map_from(_hand_tag_map(broker), tmp_path, signals)
+    folder = tmp_path / "collect"
+    edge = "spBv1.0/G/{}/EDGE"
+    temperature = sparkplug.MetricOut(50.0, sparkplug.DOUBLE, alias=1, timestamp=_at(2))
+    async with collecting(tag_map, db_url, folder) as collection:
+        collector = collection.mqtt[0]
+        await eventually(collector.connected.is_set, 15, "the collector subscribed")
+        publisher = Connection("test-publisher", lambda _m: None, clean_start=True)
+        await publisher.open(BrokerAddress("127.0.0.1", broker.port))
+
+        def send(topic: str, payload: bytes) -> None:
+            publisher.publish(topic, payload, qos=1)
+
+        send(edge.format("NBIRTH"), sparkplug.encode([sparkplug.MetricOut(
+            0, sparkplug.INT64, name="bdSeq")], _at(0), 0))
+        send(edge.format("DBIRTH") + "/PRESS-1", sparkplug.encode([
+            sparkplug.MetricOut(40.0, sparkplug.DOUBLE, name="Temperature", alias=1,
+                                timestamp=_at(1)),
+            sparkplug.MetricOut(100, sparkplug.UINT32, name="Good", alias=2,
+                                timestamp=_at(1))], _at(1), 1))
+        # An alias no birth defined, beside a good metric: none of it may be stored.
+        send(edge.format("DDATA") + "/PRESS-1", sparkplug.encode([
+            temperature, sparkplug.MetricOut(7, sparkplug.UINT32, alias=99,
+                                             timestamp=_at(2))], _at(2), 2))
+        send(edge.format("DDATA") + "/PRESS-1", b"\xff\x01 not protobuf")
+        send(edge.format("DDATA") + "/PRESS-1", sparkplug.encode([
+            sparkplug.MetricOut(55.5, sparkplug.DOUBLE, alias=1, timestamp=_at(3)),
+            sparkplug.MetricOut(104, sparkplug.UINT32, alias=2, timestamp=_at(3))],
+            _at(3), 3))
+        json_topic = "sensors/paint-1"
+        send(json_topic, b"{not json")
+        send(json_topic, json.dumps({"readings": {"speed": 3.0}}).encode())  # no time
+        send(json_topic, json.dumps({"time": "2026-11-30T10:00:04+00:00",
+                                     "readings": {"oven": [180.5], "speed": "n/a"}}).encode())
+        send(json_topic, json.dumps({"time": _at(5), "readings": {"oven": [181.0]}}).encode())
+        await eventually(lambda: collector.figures["messages"] >= 9, 10, "all messages came")
+        await settled(collection)
+        status = collector_status(folder)
+        await publisher.close()
+    assert collector.figures["rejected"] == {
+        "unknown alias": 1, "not Sparkplug B": 1, "not JSON": 1, "no time": 1}
+    values = stored_process_values(db_url)
+    stamps = {second: sparkplug.to_time(_at(second)) for second in range(6)}
+    assert [(ts, v) for ts, v, _ in values["PRESS-1.temperature"]] == [
+        (stamps[1], 40.0), (stamps[3], 55.5)]
+    assert [(ts, v) for ts, v, _ in values["PAINT-1.temperature"]] == [
+        (stamps[4], 180.5), (stamps[5], 181.0)]
+    assert [(ts, v, q) for ts, v, q in values["PAINT-1.speed"]] == [
+        (stamps[4], None, Quality.BAD)]
+    with psycopg.connect(db_url) as conn:
+        counted = conn.execute("SELECT ts, good FROM ts.production_count").fetchall()
+    assert counted == [(stamps[3], 4)]  # from the birth's 100, never the refused 7
+    kept = [json.loads(line) for line in
+            (folder / "rejected_messages.jsonl").read_text().splitlines()]
+    assert [k["reason"] for k in kept] == ["unknown alias", "not Sparkplug B", "not JSON",
+                                           "no time"]
+    assert "alias 99" in kept[0]["detail"]
+    assert "rejected 1 no time, 1 not JSON, 1 not Sparkplug B, 1 unknown alias" in (
+        describe_status(status))
