@@ -57,6 +57,7 @@ def simulator_tag_map(plant: PlantDefinition, host: str = "127.0.0.1", opcua_por
                       modbus_port: int = 5020, word_order: WordOrder | str = "big",
                       publishing_interval_ms: int = 50, poll_interval_ms: int = 100,
                       protocols: Sequence[str] = ("opcua", "modbus"), mqtt_port: int = 1883,
+                      mqtt_host: str | None = None,
                       sparkplug_group: str = "open-mes", sparkplug_node: str = "simulator",
                       client_id: str = "mes-collector") -> str:
     """Tag-map TOML mapping every signal of `plant` through the chosen protocols."""
@@ -76,7 +77,7 @@ def simulator_tag_map(plant: PlantDefinition, host: str = "127.0.0.1", opcua_por
     if "modbus" in protocols:
         sections.extend(_modbus_sections(plant, host, modbus_port, order, poll_interval_ms))
     if "sparkplug" in protocols:
-        sections.append(_sparkplug_section(plant, host, mqtt_port, sparkplug_group,
+        sections.append(_sparkplug_section(plant, mqtt_host or host, mqtt_port, sparkplug_group,
                                            sparkplug_node, client_id))
     return "\n\n".join(section for section in sections if section) + "\n"
 
