@@ -477,7 +477,7 @@ class MqttCollector:
         readings: list[Reading] = []
         present = 0
         for path, binding in target.values:
-            found, raw = _lookup(document, path)
+            found, raw = lookup(document, path)
             if not found:
                 continue
             present += 1
@@ -522,7 +522,7 @@ class MqttCollector:
                                for device, aliases in saved.get("births", {}).items()}
 
 
-def _lookup(document: Any, path: JsonPath) -> tuple[bool, Any]:
+def lookup(document: Any, path: JsonPath) -> tuple[bool, Any]:
     node = document
     for step in path:
         if isinstance(step, int):
@@ -536,7 +536,7 @@ def _lookup(document: Any, path: JsonPath) -> tuple[bool, Any]:
 
 def _json_time(target: JsonTarget, document: Any) -> dt.datetime:
     assert target.timestamp is not None
-    found, raw = _lookup(document, target.timestamp)
+    found, raw = lookup(document, target.timestamp)
     shown = ".".join(map(str, target.timestamp))
     if not found:
         raise Rejected("no time", f"no {shown!r} in the message")

@@ -378,3 +378,43 @@ async def test_bad_messages_are_set_aside_whole_and_collecting_goes_on(
     assert "alias 99" in kept[0]["detail"]
     assert "rejected 1 no time, 1 not JSON, 1 not Sparkplug B, 1 unknown alias" in (
         describe_status(status))
+
+
+@in_event_loop
+async def test_collect_check_asks_for_births_and_reads_every_metric_once(
+        db_url: str, tmp_path: Path, broker: LocalBroker) -> None:
+    from typer.testing import CliRunner
+
+    from mes.cli import app
+
+    plant, _ = load_sample_plant(db_url)
+    env = {"MES_DATABASE_URL": db_url}
+    path = tmp_path / "tags.toml"
+    path.write_text(simulator_tag_map(plant, protocols=("sparkplug",), mqtt_port=broker.port))
+
+    async def check() -> tuple[int, str]:
+        result = await asyncio.to_thread(CliRunner().invoke, app, [
+            "collect", "--check", "--tag-map", str(path), "--dir", str(tmp_path / "c")],
+            env=env)
+        return result.exit_code, result.output
+
+    async with _simulator(plant, broker, seed=4) as simulator:
+        await _running(simulator)
+        simulator.pause()
+        await simulator.write("PRESS-1.temperature", 42.25)
+        await asyncio.sleep(0.2)
+        code, output = await check()
+        edge = simulator.sparkplug
+        assert edge is not None and edge.rebirths_answered == 1
+    assert code == 0, output
+    [line] = [line for line in output.splitlines() if line.startswith("PRESS-1.temperature ")]
+    assert line.split() == ["PRESS-1.temperature", "simulator-sparkplug",
+                            "simulator-sparkplug:open-mes/simulator/PRESS-1", "Temperature",
+                            "42.25", "good"]
+    assert output.splitlines()[-1] == "56 addresses read, all good"  # 48 + 8 reasons
+    # Its own session: the collector's queue on the broker is not touched.
+    assert not (tmp_path / "c").exists()
+    broker.stop()
+    code, output = await check()
+    assert code == 1
+    assert "cannot read from mqtt://127.0.0.1" in output
