@@ -227,8 +227,12 @@ class Connection:
 
     # --- what the caller does ----------------------------------------------------------
 
-    async def subscribe(self, filters: list[str], qos: int = 1, timeout: float = 5.0) -> None:
-        """Subscribe to topic filters; BrokerError when the broker refuses one."""
+    async def subscribe(self, filters: list[str], qos: int = 1, timeout: float = 5.0,
+                        wait: bool = True) -> None:
+        """Subscribe to topic filters; BrokerError when the broker refuses one.
+
+        Without `wait`, return once the request is sent (a kept session's queued messages
+        come before the answer, which may take long); a refusal is then only logged."""
         # Retained messages only for a subscription the session did not have yet: a
         # reconnect must not bring the same retained value again.
         options = SubscribeOptions(qos=qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
@@ -237,9 +241,15 @@ class Connection:
             raise BrokerError(f"cannot subscribe: {paho.error_string(rc)}")
         future: asyncio.Future[list[int]] = self._loop.create_future()
         self._subscribed[mid] = future
-        async with asyncio.timeout(timeout):
-            granted = await future
-        refused = [f for f, code in zip(filters, granted, strict=False) if code >= 0x80]
+        if not wait:
+            future.add_done_callback(functools.partial(_log_refusal, filters))
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                granted = await future
+        except TimeoutError:
+            raise BrokerError(f"no answer to SUBSCRIBE within {timeout:g} s") from None
+        refused = _refused(filters, granted)
         if refused:
             raise BrokerError(f"the broker refused the subscription to {', '.join(refused)}")
 
@@ -264,6 +274,18 @@ class Connection:
         self._unwatch()
         self._close_socket()
         self._lost("closed")
+
+
+def _refused(filters: list[str], granted: list[int]) -> list[str]:
+    return [f for f, code in zip(filters, granted, strict=False) if code >= 0x80]
+
+
+def _log_refusal(filters: list[str], future: asyncio.Future[list[int]]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    refused = _refused(filters, future.result())
+    if refused:
+        log.error("the broker refused the subscription to %s", ", ".join(refused))
 
 
 def _why(exc: BaseException) -> str:

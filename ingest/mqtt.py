@@ -162,7 +162,10 @@ class MqttCollector:
             session_kept = await connection.open(self.address, source.keepalive_seconds)
             filters = sorted({sparkplug.node_filter(g, n) for g, n in self._nodes})
             filters += sorted(self._json)
-            await connection.subscribe(filters)
+            # A kept session has the subscriptions already, and delivers its queue before
+            # the broker answers: subscribing again (the tag map may have grown) without
+            # waiting for the answer.
+            await connection.subscribe(filters, wait=not session_kept)
             self._set_state(f"connected to {self.address}")
             self.connected.set()
             if not session_kept:

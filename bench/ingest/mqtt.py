@@ -107,7 +107,7 @@ async def _raw_session(address: BrokerAddress, expected: int | None) -> float:
                      receive_maximum=65535, manual_ack=True)
     started = time.perf_counter()
     await raw.open(address)
-    await raw.subscribe([sparkplug.node_filter(GROUP, NODE)])
+    await raw.subscribe([sparkplug.node_filter(GROUP, NODE)], wait=expected is None)
     if expected is not None:
         while received < expected and time.perf_counter() - started < _SETTLE_SECONDS:
             await asyncio.sleep(0.005)
