@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import select
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 log = logging.getLogger("mes.ingest.broker")
+
+# Packets read in one go before other tasks get their turn.
+_PACKETS_PER_WAKE = 200
 
 
 @dataclass(frozen=True)
@@ -159,9 +163,21 @@ class Connection:
             self._misc.cancel()
 
     def _readable(self) -> None:
-        rc = self._client.loop_read()
-        if rc != paho.MQTT_ERR_SUCCESS:
-            self._drop(paho.error_string(rc))
+        # paho reads one packet per call: go on while more is waiting, rather than one
+        # turn of the event loop per message.
+        client = self._client
+        for _ in range(_PACKETS_PER_WAKE):
+            rc = client.loop_read()
+            if rc != paho.MQTT_ERR_SUCCESS:
+                self._drop(paho.error_string(rc))
+                return
+            sock = client.socket()
+            if sock is None:
+                return
+            pending = getattr(sock, "pending", None)  # TLS: decrypted, not yet read
+            if not (pending is not None and pending()) and not select.select(
+                    [sock], [], [], 0)[0]:
+                return
 
     def _writable(self) -> None:
         rc = self._client.loop_write()

@@ -431,6 +431,13 @@ def _signal_problems(where: str, entry: _Filtered, signals: Mapping[str, PlantSi
     return problems, signal
 
 
+def _reason_problems(where: str, key: str, signal: PlantSignal) -> list[str]:
+    if signal.kind == "state":
+        return []
+    return [f"{where}: {key} belongs to a state signal, and {signal.code!r} is a "
+            f"{signal.kind} signal"]
+
+
 def _filtered(entry: _Filtered) -> bool:
     return entry.deadband is not None or entry.deadband_percent is not None
 
@@ -468,9 +475,7 @@ def _resolve_opcua(source: OpcUaSource, signals: Mapping[str, PlantSignal],
         if signal is None:
             continue
         if entry.reason_node is not None:
-            if signal.kind != "state":
-                problems.append(f"{where}: reason_node belongs to a state signal, and "
-                                f"{signal.code!r} is a {signal.kind} signal")
+            problems += _reason_problems(where, "reason_node", signal)
             reasons[entry.reason_node] = signal
         nodes[entry.node] = Binding(signal, source.name, entry.node, _deadband(entry, signal),
                                     changes_only=_filtered(entry))
@@ -617,9 +622,7 @@ def _resolve_mqtt(broker: MqttSource, signals: Mapping[str, PlantSignal],
             if signal is None:
                 continue
             if entry.reason_metric is not None:
-                if signal.kind != "state":
-                    problems.append(f"{where}: reason_metric belongs to a state signal, and "
-                                    f"{signal.code!r} is a {signal.kind} signal")
+                problems += _reason_problems(where, "reason_metric", signal)
                 reasons[entry.reason_metric] = signal
             metrics[entry.metric] = Binding(signal, source, entry.metric,
                                             _deadband(entry, signal),
