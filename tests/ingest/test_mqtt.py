@@ -26,7 +26,7 @@ from ingest.health import describe_status
 from ingest.mqtt import MqttCollector
 from ingest.simulator.broker import LocalBroker, mosquitto_path
 from ingest.simulator.runner import ServedValue, Simulator
-from ingest.simulator.sparkplug_edge import SparkplugTarget
+from ingest.simulator.sparkplug_edge import SparkplugEdge, SparkplugTarget
 from ingest.simulator.tagmap import simulator_tag_map
 from ingest.tagmap import PlantSignal
 from tests.ingest.collecting import (
@@ -123,10 +123,12 @@ def assert_stored_as_served(url: str, history: list[ServedValue],
     return sum(served[0].values())
 
 
-async def _running(simulator: Simulator) -> None:
+async def _running(simulator: Simulator) -> SparkplugEdge:
+    """The simulator's edge node, once it is connected and born."""
     edge = simulator.sparkplug
     assert edge is not None
     await eventually(edge.connected.is_set, 15, "the edge node connected and was born")
+    return edge
 
 
 def _simulator(plant: PlantDefinition, broker: LocalBroker, seed: int) -> Simulator:
@@ -192,9 +194,7 @@ async def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(
     async with _collecting(plant, signals, broker, db_url, tmp_path) as (collection,
                                                                          collector):
         async with _simulator(plant, broker, seed=7) as simulator:
-            edge = simulator.sparkplug
-            assert edge is not None
-            await _running(simulator)
+            edge = await _running(simulator)
             await asyncio.sleep(2)
             await asyncio.to_thread(broker.stop)
             await eventually(lambda: not collector.connected.is_set(), 10,
@@ -229,9 +229,7 @@ async def test_a_sequence_gap_asks_for_a_rebirth_and_the_new_aliases_are_used(
     async with _collecting(plant, signals, broker, db_url, tmp_path) as (collection,
                                                                          collector):
         async with _simulator(plant, broker, seed=5) as simulator:
-            edge = simulator.sparkplug
-            assert edge is not None
-            await _running(simulator)
+            edge = await _running(simulator)
             await asyncio.sleep(1)
             first_aliases = dict(collector._nodes[("open-mes", "simulator")].births["PRESS-1"])
             edge.skip_sequence()
