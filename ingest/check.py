@@ -1,24 +1,34 @@
 """`mes collect --check`: reads every node and register of a tag map once and says how it went.
 
 Each OPC UA server and Modbus device is connected to once; each address is read once and
-its value decoded as the collectors would. Nothing is stored and no collector runs: it is
-the check a controls engineer makes before starting collection.
+its value decoded as the collectors would. On an MQTT broker (in a session of its own,
+never the collector's) each Sparkplug B edge node is asked for its births, which carry every
+metric's value, and each JSON topic's next (or retained) message is read. Nothing is stored
+and no collector runs: it is the check a controls engineer makes before starting collection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
+import math
 from dataclasses import dataclass
+from typing import Any
 
+import paho.mqtt.client as paho
 from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.ua.attribute_ids import AttributeIds
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from ingest import sparkplug
+from ingest.broker import BrokerAddress, BrokerError, Connection
 from ingest.modbus import decode
+from ingest.mqtt import lookup
 from ingest.opcua import quality_of
-from ingest.tagmap import ResolvedModbus, ResolvedOpcUa, TagMap
+from ingest.tagmap import ResolvedModbus, ResolvedMqtt, ResolvedOpcUa, TagMap
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,8 @@ async def check_tag_map(tag_map: TagMap, timeout: float = 5.0) -> list[CheckedAd
     """One line per address of the tag map (reason nodes and registers included)."""
     results = await asyncio.gather(
         *(_check_opcua(source, timeout) for source in tag_map.opcua),
-        *(_check_modbus(device) for device in tag_map.modbus))
+        *(_check_modbus(device) for device in tag_map.modbus),
+        *(_check_mqtt(source, timeout) for source in tag_map.mqtt))
     return [line for lines in results for line in lines]
 
 
@@ -134,6 +145,87 @@ async def _check_modbus(device: ResolvedModbus) -> list[CheckedAddress]:
                     value is not None))
     finally:
         client.close()
+    return lines
+
+
+async def _check_mqtt(resolved: ResolvedMqtt, timeout: float) -> list[CheckedAddress]:
+    source = resolved.source
+    # (topic of the value, metric or path) -> (signal, shown address)
+    wanted: dict[tuple[str, str], tuple[str, str]] = {}
+    for target in resolved.sparkplug:
+        kind = "DBIRTH" if target.device else "NBIRTH"
+        topic = sparkplug.topic(target.group, kind, target.node, target.device)
+        for metric, binding in target.metrics.items():
+            wanted[(topic, metric)] = (binding.signal.code, f"{target.source} {metric}")
+        for metric, signal in target.reason_metrics.items():
+            wanted[(topic, metric)] = (f"{signal.code} (reason)", f"{target.source} {metric}")
+    for json_target in resolved.json:
+        for _, binding in json_target.values:
+            wanted[(json_target.topic, binding.address)] = (
+                binding.signal.code, f"{json_target.topic} {binding.address}")
+    paths = {(t.topic, b.address): path for t in resolved.json for path, b in t.values}
+    found: dict[tuple[str, str], Any] = {}
+
+    def on_message(message: paho.MQTTMessage) -> None:
+        if message.topic.startswith(sparkplug.NAMESPACE + "/"):
+            try:
+                payload = sparkplug.decode(bytes(message.payload))
+            except sparkplug.PayloadError:
+                return
+            for metric in payload.metrics:
+                if (message.topic, metric.name) in wanted:
+                    try:
+                        found[(message.topic, metric.name)] = sparkplug.number(metric)
+                    except sparkplug.NotANumber as exc:
+                        found[(message.topic, metric.name)] = exc
+            return
+        try:
+            document = json.loads(message.payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            document = exc
+        for (topic, address), path in paths.items():
+            if topic == message.topic:
+                present, raw = (False, None) if isinstance(document, Exception) \
+                    else lookup(document, path)
+                found[(topic, address)] = raw if present else LookupError(
+                    f"no {address!r} in the message" if not isinstance(document, Exception)
+                    else f"not JSON: {document}")
+
+    address = BrokerAddress(source.host, source.port, source.tls, source.ca_file,
+                            source.cert_file, source.key_file, source.username,
+                            resolved.password)
+    connection = Connection(f"{source.client_id}-check", on_message, clean_start=True)
+    failure: str | None = None
+    try:
+        await connection.open(address, timeout=timeout)
+        await connection.subscribe(sorted({t for t, _ in wanted}), timeout=timeout)
+        for group, node in sorted({(t.group, t.node) for t in resolved.sparkplug}):
+            connection.publish(sparkplug.topic(group, "NCMD", node),
+                               sparkplug.rebirth_request(dt.datetime.now(dt.UTC)), qos=0)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(found) < len(wanted) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+    except (BrokerError, TimeoutError) as exc:
+        failure = f"cannot read from {address}: {_why(exc)}"
+    finally:
+        await connection.close()
+    lines = []
+    for key, (code, shown) in wanted.items():
+        value = found.get(key)
+        if failure is not None:
+            lines.append(CheckedAddress(code, source.name, shown, "-", failure, False))
+        elif key not in found:
+            lines.append(CheckedAddress(code, source.name, shown, "-", (
+                f"no birth within {timeout:g} s" if key[0].startswith(sparkplug.NAMESPACE)
+                else f"no message within {timeout:g} s"), False))
+        elif isinstance(value, Exception):
+            lines.append(CheckedAddress(code, source.name, shown, "-", str(value), False))
+        elif isinstance(value, int | float) and not isinstance(value, bool) \
+                and math.isfinite(value):
+            lines.append(CheckedAddress(code, source.name, shown, _shown(value), "good", True))
+        else:
+            lines.append(CheckedAddress(code, source.name, shown, "-",
+                                        f"not a number: {value!r}", False))
     return lines
 
 

@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from ingest.files import CollectorFiles as CollectorFiles
 from ingest.gaps import GapKeeper, RunRecord, resume
 from ingest.health import Health, write_signals, write_status
 from ingest.modbus import ModbusCollector
+from ingest.mqtt import CollectorPaths, MqttCollector
 from ingest.opcua import OpcUaCollector
 from ingest.spool import Spool
 from ingest.store import act_as, load_signal_map
@@ -103,6 +104,13 @@ class Collection:
     modbus: list[ModbusCollector]
     health: Health
     gaps: GapKeeper
+    mqtt: list[MqttCollector] = field(default_factory=list)
+
+    @property
+    def gap_sources(self) -> list[str]:
+        """The names collection gaps and durable progress are kept under."""
+        return ([c.name for c in self.opcua] + [c.name for c in self.modbus]
+                + [s for c in self.mqtt for s in c.gap_sources])
 
 
 def run_record(files: CollectorFiles) -> RunRecord:
@@ -138,6 +146,8 @@ def build(tag_map: TagMap, url: str, files: CollectorFiles, *, spool_max_bytes: 
                 for device in tag_map.modbus],
         health=health,
         gaps=gaps,
+        mqtt=[MqttCollector(source, writer, health, gaps=gaps, paths=CollectorPaths(
+            files.sparkplug_births, files.rejected_messages)) for source in tag_map.mqtt],
     )
 
 
@@ -152,13 +162,13 @@ async def run(collection: Collection, stop: asyncio.Event, files: CollectorFiles
     writer = collection.writer
     record = run_record(files) if files is not None else None
     if record is not None:
-        sources = [c.name for c in collection.opcua] + [c.name for c in collection.modbus]
-        writer.durable.update(resume(collection.gaps, record, sources))
+        writer.durable.update(resume(collection.gaps, record, collection.gap_sources))
         record.started()
     async with asyncio.TaskGroup() as group:
         writing = group.create_task(writer.run())
         runners: list[Callable[[], Coroutine[Any, Any, None]]] = [
-            *(c.run for c in collection.opcua), *(c.run for c in collection.modbus)]
+            *(c.run for c in collection.opcua), *(c.run for c in collection.modbus),
+            *(c.run for c in collection.mqtt)]
         source_tasks = [group.create_task(run_source()) for run_source in runners]
         reporting = group.create_task(_report(collection, files, status_seconds,
                                               log_seconds, on_status))
@@ -194,7 +204,8 @@ async def _report(collection: Collection, files: CollectorFiles | None,
         health.open_gaps = collection.gaps.open_sources
         if files is not None:
             previous = write_status(files.status, health, previous)
-            write_signals(files.signals, [*collection.opcua, *collection.modbus])
+            write_signals(files.signals, [*collection.opcua, *collection.modbus,
+                                          *collection.mqtt])
         else:
             snapshot = health.snapshot()
             previous = snapshot
@@ -215,7 +226,7 @@ def quiet_libraries() -> None:
     source and reason, so the protocol libraries' own reports of it (asyncua logs every
     session step and a traceback per lost server, pymodbus each failed connect) are kept
     to what they find fatal."""
-    for library in ("asyncua", "pymodbus"):
+    for library in ("asyncua", "pymodbus", "paho"):
         logging.getLogger(library).setLevel(logging.CRITICAL)
 
 
@@ -237,9 +248,9 @@ async def run_until_signalled(tag_map_path: Path, url: str, files: CollectorFile
     collection = build(tag_map, url, files, spool_max_bytes=spool_max_bytes,
                        flush_rows=flush_rows, flush_seconds=flush_seconds, role=role)
     rows, batches = collection.writer.recovered_at_start
-    log.info("collecting %d signals from %d OPC UA servers and %d Modbus devices; "
-             "%d rows in %d batches recovered from the spool", tag_map.signal_count,
-             len(tag_map.opcua), len(tag_map.modbus), rows, batches)
+    log.info("collecting %d signals from %d OPC UA servers, %d Modbus devices and %d MQTT "
+             "brokers; %d rows in %d batches recovered from the spool", tag_map.signal_count,
+             len(tag_map.opcua), len(tag_map.modbus), len(tag_map.mqtt), rows, batches)
     stop = asyncio.Event()
     stop_on_signals(stop)
     await run(collection, stop, files)

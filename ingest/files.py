@@ -38,6 +38,16 @@ class CollectorFiles:
         return self.directory / "signals.json"
 
     @property
+    def sparkplug_births(self) -> Path:
+        """The aliases of each Sparkplug B node's latest births, for messages queued meanwhile."""
+        return self.directory / "sparkplug_births.json"
+
+    @property
+    def rejected_messages(self) -> Path:
+        """MQTT messages set aside whole (JSON lines: topic, reason, payload)."""
+        return self.directory / "rejected_messages.jsonl"
+
+    @property
     def run_marker(self) -> Path:
         """Exists while a collector runs: found at a start, the last run crashed."""
         return self.directory / "running.pid"

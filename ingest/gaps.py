@@ -25,6 +25,7 @@ SOURCE_LOST = "source_lost"
 COLLECTOR_STOPPED = "collector_stopped"
 COLLECTOR_CRASHED = "collector_crashed"
 SPOOL_OVERFLOW = "spool_overflow"
+MESSAGE_LOST = "message_lost"
 
 
 class GapRecorder(Protocol):

@@ -44,6 +44,9 @@ class Health:
     counter_discontinuities: dict[str, int] = field(default_factory=dict)  # decision -> n
     unknown_states: dict[str, int] = field(default_factory=dict)  # "machine code" -> readings
     open_gaps: dict[str, str] = field(default_factory=dict)  # source -> cause
+    # MQTT source -> its figures: messages, metrics, sequence_gaps, rebirths_requested,
+    # stale (redelivered or older than a value already kept), rejected {reason: messages}
+    mqtt: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
         data = asdict(self)
@@ -61,6 +64,13 @@ def write_status(path: Path, health: Health, previous: dict[str, Any] | None) ->
             (current["samples_received"] - previous["samples_received"]) / span, 1)
         current["written_per_second"] = round(
             (current["rows_written"] - previous["rows_written"]) / span, 1)
+        for name, figures in current["mqtt"].items():
+            before = previous.get("mqtt", {}).get(name)
+            if before is not None:
+                figures["messages_per_second"] = round(
+                    (figures["messages"] - before["messages"]) / span, 1)
+                figures["metrics_per_second"] = round(
+                    (figures["metrics"] - before["metrics"]) / span, 1)
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(current, indent=1))
     temporary.replace(path)
@@ -137,6 +147,15 @@ def describe_status(data: dict[str, Any], now: float | None = None) -> str:
         f"{source} ({cause.replace('_', ' ')})" for source, cause in sorted(gaps.items()))
         or "none"))
     lines += [f"  source {name}: {state}" for name, state in sorted(data["sources"].items())]
+    for name, figures in sorted((data.get("mqtt") or {}).items()):
+        rejected = figures.get("rejected") or {}
+        lines.append(
+            f"  mqtt {name}: {figures.get('messages_per_second', 0)} messages/s, "
+            f"{figures.get('metrics_per_second', 0)} metrics/s; {figures['messages']} messages, "
+            f"sequence gaps {figures['sequence_gaps']}, rebirths requested "
+            f"{figures['rebirths_requested']}, stale {figures['stale']}, rejected "
+            + (", ".join(f"{count} {reason}" for reason, count in sorted(rejected.items()))
+               or "none"))
     started = dt.datetime.fromtimestamp(float(data["started_at"]), dt.UTC)
     lines.append(f"  running since {started:%Y-%m-%d %H:%M:%S} UTC")
     return "\n".join(lines)

@@ -63,7 +63,7 @@ Table("equipment", metadata, Column("id", Integer, primary_key=True), schema="me
 Table("signal", metadata, Column("id", Integer, primary_key=True), schema="mes")
 
 COLLECTION_GAP_CAUSES = ("source_lost", "collector_stopped", "collector_crashed",
-                         "spool_overflow")
+                         "spool_overflow", "message_lost")
 
 collection_gap = Table(
     "collection_gap", metadata,
@@ -77,7 +77,7 @@ collection_gap = Table(
     ForeignKeyConstraint(["equipment_id"], ["mes.equipment.id"],
                          name="fk_collection_gap_equipment_id_equipment"),
     CheckConstraint("cause IN ('source_lost', 'collector_stopped', 'collector_crashed', "
-                    "'spool_overflow')", name="ck_collection_gap_cause"),
+                    "'spool_overflow', 'message_lost')", name="ck_collection_gap_cause"),
     CheckConstraint("gap_end IS NULL OR gap_end >= gap_start", name="ck_collection_gap_order"),
     Index("ix_collection_gap_equipment_id_gap_start", "equipment_id", "gap_start"),
     Index("uq_collection_gap_open", "equipment_id", "source", unique=True,

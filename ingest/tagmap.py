@@ -7,6 +7,8 @@ collectors' job; this module only says what to read and what it means.
 
 from __future__ import annotations
 
+import os
+import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -97,14 +99,86 @@ class ModbusDevice(_Entry):
     registers: Annotated[list[ModbusRegister], Field(min_length=1)]
 
 
+# Sparkplug B group, edge node and device ids: no topic separators or wildcards.
+SparkplugId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^/+#]+$")]
+# A JSON path: keys separated by dots, list positions in brackets ("data.values[0].v").
+JSON_PATH = r"^[^.\[\]]+(\[\d+\])*(\.[^.\[\]]+(\[\d+\])*)*$"
+
+
+class SparkplugMetric(_Filtered):
+    metric: Name
+    # For a state signal: the metric holding the machine's fault or reason code.
+    reason_metric: Name | None = None
+
+
+class SparkplugEndpoint(_Entry):
+    """One Sparkplug B edge node, or one device of it, and the metrics it maps."""
+
+    group: SparkplugId
+    node: SparkplugId
+    device: SparkplugId | None = None  # None: the edge node's own metrics (NBIRTH/NDATA)
+    metrics: Annotated[list[SparkplugMetric], Field(min_length=1)]
+
+
+class JsonValue(_Filtered):
+    path: Annotated[str, Field(min_length=1, max_length=500, pattern=JSON_PATH)]
+
+
+class JsonTopic(_Entry):
+    """A topic whose messages are JSON objects, with the path of each signal's value."""
+
+    topic: Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^+#]+$")]
+    # Where the time is: epoch seconds or milliseconds, or ISO 8601 text with a zone.
+    # Without it, the time a message arrives.
+    timestamp: Annotated[str, Field(min_length=1, max_length=500, pattern=JSON_PATH)] | None = None
+    timestamp_unit: Literal["s", "ms"] = "ms"
+    values: Annotated[list[JsonValue], Field(min_length=1)]
+
+
+class MqttSource(_Entry):
+    name: Name
+    host: Name
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    # The broker keeps this client's session (subscriptions, queued messages) by its id.
+    client_id: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")]
+    tls: bool = False
+    ca_file: Name | None = None
+    cert_file: Name | None = None
+    key_file: Name | None = None
+    username: Name | None = None
+    # The password is read from this environment variable, never from the file.
+    password_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    keepalive_seconds: Annotated[int, Field(ge=2, le=3600)] = 10
+    # How long the broker queues messages for the collector while it is away.
+    session_expiry_seconds: Annotated[int, Field(ge=60, le=2**32 - 1)] = 7 * 86_400
+    # Unacknowledged messages in flight to the collector at once (MQTT 5 Receive Maximum).
+    receive_maximum: Annotated[int, Field(ge=10, le=65535)] = 10_000
+    sparkplug: list[SparkplugEndpoint] = []
+    # `json` in the file: the name would shadow pydantic's own method.
+    json_topics: list[JsonTopic] = Field(default=[], alias="json")
+
+    @model_validator(mode="after")
+    def _checked(self) -> Self:
+        if not self.sparkplug and not self.json_topics:
+            raise ValueError("no [[mqtt.sparkplug]] or [[mqtt.json]] entry: nothing to collect")
+        if not self.tls and (self.ca_file or self.cert_file or self.key_file):
+            raise ValueError("ca_file, cert_file and key_file need tls = true")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give cert_file and key_file together (a client certificate)")
+        if self.password_env is not None and self.username is None:
+            raise ValueError("password_env needs a username")
+        return self
+
+
 class TagMapFile(_Entry):
     opcua: list[OpcUaSource] = []
     modbus: list[ModbusDevice] = []
+    mqtt: list[MqttSource] = []
 
     @model_validator(mode="after")
     def _has_sources(self) -> Self:
-        if not self.opcua and not self.modbus:
-            raise ValueError("no [[opcua]] or [[modbus]] source: nothing to collect")
+        if not self.opcua and not self.modbus and not self.mqtt:
+            raise ValueError("no [[opcua]], [[modbus]] or [[mqtt]] source: nothing to collect")
         return self
 
 
@@ -187,11 +261,58 @@ class ResolvedModbus:
 
 
 @dataclass(frozen=True)
+class SparkplugTarget:
+    """An edge node (device None) or one of its devices, with its mapped metrics."""
+
+    group: str
+    node: str
+    device: str | None
+    source: str  # the name its collection gaps and progress are kept under
+    metrics: dict[str, Binding]  # metric name -> binding of its value
+    reason_metrics: dict[str, PlantSignal]  # metric name -> the state signal it explains
+
+
+JsonPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class JsonTarget:
+    topic: str
+    source: str
+    timestamp: JsonPath | None
+    timestamp_unit: Literal["s", "ms"]
+    values: tuple[tuple[JsonPath, Binding], ...]
+
+
+@dataclass(frozen=True)
+class ResolvedMqtt:
+    source: MqttSource
+    password: str | None
+    sparkplug: tuple[SparkplugTarget, ...]
+    json: tuple[JsonTarget, ...]
+
+    @property
+    def gap_sources(self) -> list[str]:
+        return [t.source for t in self.sparkplug] + [t.source for t in self.json]
+
+
+def json_path(text: str) -> JsonPath:
+    """"data.values[0].v" -> ("data", "values", 0, "v")."""
+    steps: list[str | int] = []
+    for part in text.split("."):
+        key, *indexes = re.split(r"\[", part)
+        steps.append(key)
+        steps += [int(index.rstrip("]")) for index in indexes]
+    return tuple(steps)
+
+
+@dataclass(frozen=True)
 class TagMap:
     """A tag map checked against the plant: what each collector reads, bound to signals."""
 
     opcua: tuple[ResolvedOpcUa, ...] = ()
     modbus: tuple[ResolvedModbus, ...] = ()
+    mqtt: tuple[ResolvedMqtt, ...] = ()
     bindings: tuple[Binding, ...] = field(default=())
 
     @property
@@ -248,8 +369,10 @@ def resolve(path: Path | str, parsed: TagMapFile, signals: Mapping[str, PlantSig
     bindings: list[Binding] = []
     opcua: list[ResolvedOpcUa] = []
     modbus: list[ResolvedModbus] = []
+    mqtt: list[ResolvedMqtt] = []
 
-    names = Counter([s.name for s in parsed.opcua] + [d.name for d in parsed.modbus])
+    names = Counter([s.name for s in parsed.opcua] + [d.name for d in parsed.modbus]
+                    + [m.name for m in parsed.mqtt])
     problems += [f"source name {n!r} is used {c} times" for n, c in names.items() if c > 1]
     endpoints = Counter(s.endpoint for s in parsed.opcua)
     problems += [f"opcua endpoint {e!r} is listed {c} times; list its nodes once"
@@ -268,6 +391,15 @@ def resolve(path: Path | str, parsed: TagMapFile, signals: Mapping[str, PlantSig
         problems += found
         modbus.append(resolved_device)
         bindings += device_bindings
+    sessions = Counter((m.host, m.port, m.client_id) for m in parsed.mqtt)
+    problems += [f"mqtt client_id {c!r} is used {n} times on {h}:{p}; each collector "
+                 "needs a session of its own" for (h, p, c), n in sessions.items() if n > 1]
+    for broker in parsed.mqtt:
+        found, resolved_mqtt = _resolve_mqtt(broker, signals)
+        problems += found
+        mqtt.append(resolved_mqtt)
+        bindings += [b for t in resolved_mqtt.sparkplug for b in t.metrics.values()]
+        bindings += [b for t in resolved_mqtt.json for _, b in t.values]
 
     mapped = Counter(b.signal.code for b in bindings)
     for code, count in mapped.items():
@@ -277,7 +409,8 @@ def resolve(path: Path | str, parsed: TagMapFile, signals: Mapping[str, PlantSig
                             "each signal must come from one address")
     if problems:
         raise TagMapError(path, problems)
-    return TagMap(opcua=tuple(opcua), modbus=tuple(modbus), bindings=tuple(bindings))
+    return TagMap(opcua=tuple(opcua), modbus=tuple(modbus), mqtt=tuple(mqtt),
+                  bindings=tuple(bindings))
 
 
 def _signal_problems(where: str, entry: _Filtered, signals: Mapping[str, PlantSignal],
@@ -296,6 +429,13 @@ def _signal_problems(where: str, entry: _Filtered, signals: Mapping[str, PlantSi
         problems.append(f"{where}: deadband_percent needs the signal's low_limit and "
                         f"high_limit in the plant model; give an absolute deadband instead")
     return problems, signal
+
+
+def _reason_problems(where: str, key: str, signal: PlantSignal) -> list[str]:
+    if signal.kind == "state":
+        return []
+    return [f"{where}: {key} belongs to a state signal, and {signal.code!r} is a "
+            f"{signal.kind} signal"]
 
 
 def _filtered(entry: _Filtered) -> bool:
@@ -335,9 +475,7 @@ def _resolve_opcua(source: OpcUaSource, signals: Mapping[str, PlantSignal],
         if signal is None:
             continue
         if entry.reason_node is not None:
-            if signal.kind != "state":
-                problems.append(f"{where}: reason_node belongs to a state signal, and "
-                                f"{signal.code!r} is a {signal.kind} signal")
+            problems += _reason_problems(where, "reason_node", signal)
             reasons[entry.reason_node] = signal
         nodes[entry.node] = Binding(signal, source.name, entry.node, _deadband(entry, signal),
                                     changes_only=_filtered(entry))
@@ -450,3 +588,67 @@ def _read(function: str, group: list[tuple[int, int, RegisterField]]) -> Registe
         for _, _, f in group)
     return RegisterRead("holding" if function == "holding" else "input", first, last - first,
                         rebased)
+
+
+def _resolve_mqtt(broker: MqttSource, signals: Mapping[str, PlantSignal],
+                  ) -> tuple[list[str], ResolvedMqtt]:
+    problems: list[str] = []
+    password = None
+    if broker.password_env is not None:
+        password = os.environ.get(broker.password_env)
+        if password is None:
+            problems.append(f"mqtt[{broker.name}]: password_env {broker.password_env!r}: no "
+                            "such environment variable is set")
+    endpoints = Counter((e.group, e.node, e.device) for e in broker.sparkplug)
+    problems += [f"mqtt[{broker.name}]: sparkplug {g}/{n}{'/' + d if d else ''} is listed "
+                 f"{c} times; list its metrics once" for (g, n, d), c in endpoints.items()
+                 if c > 1]
+    topics = Counter(t.topic for t in broker.json_topics)
+    problems += [f"mqtt[{broker.name}]: json topic {t!r} is listed {c} times; list its "
+                 "values once" for t, c in topics.items() if c > 1]
+    sparkplug: list[SparkplugTarget] = []
+    for endpoint in broker.sparkplug:
+        path = "/".join(filter(None, (endpoint.group, endpoint.node, endpoint.device)))
+        source = f"{broker.name}:{path}"
+        metrics: dict[str, Binding] = {}
+        reasons: dict[str, PlantSignal] = {}
+        seen: Counter[str] = Counter()
+        for entry in endpoint.metrics:
+            where = f"mqtt[{broker.name}].sparkplug[{path}].metrics[{entry.signal}]"
+            for metric in filter(None, (entry.metric, entry.reason_metric)):
+                seen[metric] += 1
+            found, signal = _signal_problems(where, entry, signals)
+            problems += found
+            if signal is None:
+                continue
+            if entry.reason_metric is not None:
+                problems += _reason_problems(where, "reason_metric", signal)
+                reasons[entry.reason_metric] = signal
+            metrics[entry.metric] = Binding(signal, source, entry.metric,
+                                            _deadband(entry, signal),
+                                            changes_only=_filtered(entry))
+        problems += [f"mqtt[{broker.name}].sparkplug[{path}]: metric {m!r} is mapped {c} times"
+                     for m, c in seen.items() if c > 1]
+        sparkplug.append(SparkplugTarget(endpoint.group, endpoint.node, endpoint.device,
+                                         source, metrics, reasons))
+    json_targets: list[JsonTarget] = []
+    for entry_topic in broker.json_topics:
+        source = f"{broker.name}:{entry_topic.topic}"
+        values: list[tuple[JsonPath, Binding]] = []
+        paths = Counter(v.path for v in entry_topic.values)
+        problems += [f"mqtt[{broker.name}].json[{entry_topic.topic}]: path {p!r} is mapped "
+                     f"{c} times" for p, c in paths.items() if c > 1]
+        for value in entry_topic.values:
+            where = f"mqtt[{broker.name}].json[{entry_topic.topic}].values[{value.signal}]"
+            found, signal = _signal_problems(where, value, signals)
+            problems += found
+            if signal is None:
+                continue
+            values.append((json_path(value.path), Binding(
+                signal, source, value.path, _deadband(value, signal),
+                changes_only=_filtered(value))))
+        json_targets.append(JsonTarget(
+            entry_topic.topic, source,
+            None if entry_topic.timestamp is None else json_path(entry_topic.timestamp),
+            entry_topic.timestamp_unit, tuple(values)))
+    return problems, ResolvedMqtt(broker, password, tuple(sparkplug), tuple(json_targets))

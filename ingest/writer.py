@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -35,6 +37,8 @@ _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 _CHUNK = 1000
 # How often the durable progress (the last data stored per source) is saved at most.
 _PROGRESS_SECONDS = 0.5
+# Readings handed over together, and what to call once they are durable.
+_Item = tuple[list[Reading], Callable[[], None] | None]
 
 
 class Writer:
@@ -62,7 +66,7 @@ class Writer:
             carry = CarryOver.from_json(json.loads(carry_over_path.read_text()))
         self._conditioner = Conditioner(carry)
         self._saved_carry = carry.to_json()
-        self._queue: asyncio.Queue[list[Reading] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._queued = 0
         self._closed = False
         self._conn: psycopg.Connection[Any] | None = None
@@ -82,6 +86,10 @@ class Writer:
         self._lost_gap_rows: list[GapRow] = []  # of batches the spool could not take
         self._sync_spool_health()
 
+    def counter_times(self) -> dict[int, dt.datetime]:
+        """signal id -> time of the reading each counter baseline comes from."""
+        return dict(self._conditioner.carry_over().counter_at)
+
     @property
     def last_seen(self) -> dict[str, float]:
         """source -> wall-clock time of the last readings it handed over."""
@@ -89,11 +97,17 @@ class Writer:
 
     # --- the sources' side ------------------------------------------------------------
 
-    def submit(self, readings: list[Reading]) -> bool:
-        """Hand over readings without waiting; False (and counted as dropped) if full."""
+    def submit(self, readings: list[Reading], done: Callable[[], None] | None = None) -> bool:
+        """Hand over readings without waiting; False (and counted as dropped) if full.
+
+        `done` is called (in the event loop) once the batch holding these readings is
+        written, spooled or set aside as refused: when the source may forget them. It is
+        never called for readings dropped here."""
         if self._closed:
             raise RuntimeError("the writer is closed")
         if not readings:
+            if done is not None:
+                done()
             return True
         self._seen[readings[0].binding.source] = time.time()
         self.health.samples_received += len(readings)
@@ -104,7 +118,7 @@ class Writer:
             return False
         self._queued += len(readings)
         self.health.queue_depth = self._queued
-        self._queue.put_nowait(readings)
+        self._queue.put_nowait((readings, done))
         return True
 
     def record(self, gaps: list[GapRow]) -> None:
@@ -113,7 +127,7 @@ class Writer:
             raise RuntimeError("the writer is closed")
         if gaps:
             self._records += gaps
-            self._queue.put_nowait([])  # wakes the writer: a gap need not wait for data
+            self._queue.put_nowait(([], None))  # wakes the writer: a gap need not wait for data
 
     async def put(self, readings: list[Reading]) -> None:
         """Hand over readings, waiting while the queue is full (for polling sources)."""
@@ -140,9 +154,13 @@ class Writer:
                 batch = await self._collect(pending)
                 if batch is None:
                     break
+                readings, gaps, seen, dones = batch
                 if len(pending) == 2:
                     await pending.popleft()
-                pending.append(loop.run_in_executor(self._executor, self._store, *batch))
+                stored = loop.run_in_executor(self._executor, self._store, readings, gaps, seen)
+                if dones:
+                    stored.add_done_callback(functools.partial(_call_when_stored, dones))
+                pending.append(stored)
             for future in pending:
                 await future
             # A last attempt to empty the spool before stopping.
@@ -168,8 +186,9 @@ class Writer:
             self._overflow) or bool(self._lost_gap_rows)
 
     async def _collect(self, pending: collections.deque[asyncio.Future[None]],
-                       ) -> tuple[list[Reading], list[GapRow], dict[str, float]] | None:
-        first: list[Reading] | None
+                       ) -> tuple[list[Reading], list[GapRow], dict[str, float],
+                                  list[Callable[[], None]]] | None:
+        first: _Item | None
         while True:
             if not self._waiting_for_database():
                 first = await self._queue.get()
@@ -186,7 +205,8 @@ class Writer:
                         self._executor, self._store, [], self._take_records(), {})
         if first is None:
             return None
-        readings = list(first)
+        readings = list(first[0])
+        dones = [first[1]] if first[1] is not None else []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.flush_seconds
         while len(readings) < self.flush_rows:
@@ -204,10 +224,12 @@ class Writer:
             if item is None:
                 self._queue.put_nowait(None)  # seen again by the next _collect: stop there
                 break
-            readings += item
+            readings += item[0]
+            if item[1] is not None:
+                dones.append(item[1])
         self._queued -= len(readings)
         self.health.queue_depth = self._queued
-        return readings, self._take_records(), dict(self._seen)
+        return readings, self._take_records(), dict(self._seen), dones
 
     # --- the worker thread ------------------------------------------------------------
 
@@ -392,3 +414,11 @@ class Writer:
     def _sync_spool_health(self) -> None:
         self.health.spool_bytes = self.spool.bytes
         self.health.spool_rows = self.spool.rows
+
+
+def _call_when_stored(dones: list[Callable[[], None]], stored: asyncio.Future[None]) -> None:
+    # Not when storing failed outright: the writer stops, and the sources must not forget
+    # what they handed over.
+    if not stored.cancelled() and stored.exception() is None:
+        for done in dones:
+            done()

@@ -233,7 +233,8 @@ class _CollectorHost:
         self._task = asyncio.create_task(run(collection, self._stop, None))
         deadline = time.monotonic() + connect_seconds
         while not (all(c.connected.is_set() for c in collection.opcua)
-                   and all(c.requests for c in collection.modbus)):
+                   and all(c.requests for c in collection.modbus)
+                   and all(c.connected.is_set() for c in collection.mqtt)):
             if self._task.done():
                 self._task.result()
                 raise RuntimeError("the collection stopped before it was connected")

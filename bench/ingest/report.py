@@ -113,6 +113,22 @@ def _capacity(c: dict[str, Any]) -> list[Row]:
         ("Modbus registers/s", _n(modbus["registers_per_second"], "/s"),
          "one request per device block", ""),
     ]
+    mqtt = c.get("mqtt")
+    if mqtt is not None:
+        rows += [
+            (f"MQTT: a subscriber that only counts and acknowledges ({mqtt['messages']:,} "
+             "messages)", _n(mqtt["raw_messages_per_second"], "msg/s"), "baseline", ""),
+            (f"MQTT collector, Sparkplug B, {mqtt['metrics_per_message']} metrics/message, "
+             "acknowledged after COMMIT", _n(mqtt["collector_messages_per_second"], "msg/s"),
+             f"{mqtt['collector_to_raw']:.2f} of the baseline, CPU "
+             f"{mqtt['collector_cpu_percent']:.0f} %", ""),
+            ("  metrics/s stored", _n(mqtt["collector_metrics_per_second"], "/s"),
+             f"rows {mqtt['rows_written']:,} of {mqtt['metrics']:,}, dropped "
+             f"{mqtt['dropped']}, rejected {mqtt['rejected']}",
+             _verdict(mqtt["rows_written"] == mqtt["metrics"] and mqtt["dropped"] == 0)),
+            ("  publishing the backlog (one publisher, QoS 1)",
+             _n(mqtt["publish_messages_per_second"], "msg/s"), "", ""),
+        ]
     tried = ", ".join(f"{s['speed']:g}" for s in speed["steps"])
     best = speed["max_speed_kept_up"]
     rows.append(("largest simulator speed one collector keeps up with",

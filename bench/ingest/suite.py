@@ -1,7 +1,7 @@
 """`mes bench ingest`: every ingest figure in one run, in its own scratch database.
 
 Runs the sections in a fixed order (writer throughput and storage, end-to-end latency,
-simulator speed, OPC UA and Modbus capacity, deadband savings) and returns the figures as
+simulator speed, OPC UA, Modbus and MQTT capacity, deadband savings) and returns the figures as
 one dictionary; the command line prints it. Two host processes, a simulator and a
 collector, are spawned once at the start and reused by every live section.
 """
@@ -22,6 +22,7 @@ import psycopg
 from bench.ingest import capacity, latency, throughput
 from bench.ingest.deadband import deadband_savings
 from bench.ingest.hosts import Child, collector_host, simulator_host
+from bench.ingest.mqtt import mqtt_capacity
 from bench.ingest.plants import process_value_codes, sample_plant, wide_plant
 from bench.ingest.scratch import ScratchDatabase, local_cluster, scratch_database
 from ingest.simulator.tagmap import simulator_tag_map
@@ -55,6 +56,7 @@ class BenchSizes:
     speed_seconds: float = 3.0
     deadband_simulated_seconds: float = 3600.0
     deadband_percents: tuple[float, ...] = (0.5, 1.0)
+    mqtt_messages: int = 100_000
     seed: int = 0
 
 
@@ -62,7 +64,8 @@ QUICK = BenchSizes(
     rows=50_000, rounds=1, executemany_rows=5_000, latency_rates=(5000, 1000),
     latency_seconds=2.0, latency_discard_seconds=1.0, opcua_rates=(2_000, 5_000),
     opcua_step_seconds=1.0, wide_machines=4, wide_values_per_machine=25, modbus_seconds=1.0,
-    speeds=(10, 30), speed_seconds=1.0, deadband_simulated_seconds=300.0)
+    speeds=(10, 30), speed_seconds=1.0, deadband_simulated_seconds=300.0,
+    mqtt_messages=5_000)
 
 
 def sizes_for(quick: bool, rows: int | None, rounds: int | None) -> BenchSizes:
@@ -189,4 +192,12 @@ def _live_sections(database: ScratchDatabase, role: str, plant: PlantDefinition,
     progress(f"  {modbus['requests_per_second']:,.0f} requests/s")
     collector.call("finish", timeout=120)
     simulator.call("close")
-    results["capacity"] = {"opcua": opcua, "modbus": modbus, "speed": speeds}
+
+    progress(f"MQTT messages one collector takes: a backlog of {sizes.mqtt_messages:,} "
+             "Sparkplug B messages, beside a subscriber that only counts")
+    mqtt = mqtt_capacity(collector, wide, database.url, role, folder / "mqtt",
+                         sizes.mqtt_messages)
+    progress(f"  raw {mqtt['raw_messages_per_second']:,.0f} messages/s, collector "
+             f"{mqtt['collector_messages_per_second']:,.0f} messages/s "
+             f"({mqtt['collector_metrics_per_second']:,.0f} metrics/s)")
+    results["capacity"] = {"opcua": opcua, "modbus": modbus, "speed": speeds, "mqtt": mqtt}

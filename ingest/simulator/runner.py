@@ -19,6 +19,7 @@ from ingest.simulator.layout import word_order as checked_word_order
 from ingest.simulator.modbus_server import ModbusServer
 from ingest.simulator.model import Change, LineModel
 from ingest.simulator.opcua_server import OpcUaServer
+from ingest.simulator.sparkplug_edge import SparkplugEdge, SparkplugTarget
 from transactional.plant_file import PlantDefinition
 
 ServedValue = tuple[str, dt.datetime, int | float]
@@ -41,7 +42,7 @@ class Simulator:
                  opcua_port: int | None = 4840, modbus_port: int | None = 5020,
                  word_order: WordOrder | str = "big", counter_start: int = 0,
                  tick_seconds: float = 0.1, record: bool = False,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", sparkplug: SparkplugTarget | None = None) -> None:
         if not speed > 0:
             raise ValueError(f"speed {speed}: give a factor above 0 (1 = real time)")
         if not tick_seconds > 0:
@@ -56,9 +57,11 @@ class Simulator:
         self.opcua = None if opcua_port is None else OpcUaServer(plant, host, opcua_port)
         self.modbus = None if modbus_port is None else ModbusServer(
             plant, host, modbus_port, self.word_order)
+        self.sparkplug = None if sparkplug is None else SparkplugEdge(plant, sparkplug)
         self.record = record
         self.history: list[ServedValue] = []
         self._paused = False
+        self._last_served_at: dt.datetime | None = None
         self._ticker: asyncio.Task[None] | None = None
 
     @property
@@ -89,13 +92,17 @@ class Simulator:
         """Serve the model's current values, open both servers, start ticking."""
         if self._ticker is not None:
             raise RuntimeError("the simulator is already running")
-        await self._serve(((change.signal_code, change.value) for change in self.model.values()),
-                          dt.datetime.now(dt.UTC))
+        values = [(change.signal_code, change.value) for change in self.model.values()]
+        now = self._now()
+        await self._serve(values, now)
         try:
             if self.modbus is not None:
                 await self.modbus.start()
             if self.opcua is not None:
                 await self.opcua.start()
+            if self.sparkplug is not None:
+                self.sparkplug.set_initial(values, now)
+                await self.sparkplug.start()
         except BaseException:
             await self._stop_servers()
             raise
@@ -117,6 +124,8 @@ class Simulator:
             raise failure
 
     async def _stop_servers(self) -> None:
+        if self.sparkplug is not None:
+            await self.sparkplug.stop()
         if self.opcua is not None:
             await self.opcua.stop()
         if self.modbus is not None:
@@ -172,7 +181,7 @@ class Simulator:
         The model does not learn of it: a later tick may serve the model's own value again.
         """
         if when is None:
-            when = dt.datetime.now(dt.UTC)
+            when = self._now()
         elif when.tzinfo is None:
             raise ValueError(f"{signal_code}: give the time of a value with its time zone")
         try:
@@ -193,6 +202,8 @@ class Simulator:
         batch = list(changes)
         if self.modbus is not None:
             self.modbus.write_many(batch)
+        if self.sparkplug is not None and self._ticker is not None:
+            self.sparkplug.publish(batch, when)
         if self.opcua is not None:
             await self.opcua.write_many(batch, when)
         if self.record:
@@ -214,8 +225,19 @@ class Simulator:
             due += interval
             if not self._paused:
                 changes: list[Change] = self.model.step(self.tick_seconds)
-                await self._serve(((c.signal_code, c.value) for c in changes),
-                                  dt.datetime.now(dt.UTC))
+                await self._serve(((c.signal_code, c.value) for c in changes), self._now())
+
+    def _now(self) -> dt.datetime:
+        now = dt.datetime.now(dt.UTC)
+        if self.sparkplug is None:
+            return now
+        # Sparkplug B carries milliseconds: what is served is what can be stored. Ticks run
+        # back to back after a stall get a millisecond each, as they would on a PLC.
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        if self._last_served_at is not None and now <= self._last_served_at:
+            now = self._last_served_at + dt.timedelta(milliseconds=1)
+        self._last_served_at = now
+        return now
 
 
 def _report_failure(task: asyncio.Task[None]) -> None:

@@ -11,14 +11,16 @@ from collections.abc import Iterable, Sequence
 from ingest.simulator.layout import (
     WordOrder,
     fault_code_signal,
+    machine_signals,
     modbus_units,
     register_map,
 )
 from ingest.simulator.layout import word_order as checked_word_order
 from ingest.simulator.opcua_server import NAMESPACE_URI, endpoint_url
+from ingest.simulator.sparkplug_edge import metric_name
 from transactional.plant_file import PlantDefinition
 
-PROTOCOLS = ("opcua", "modbus")
+PROTOCOLS = ("opcua", "modbus", "sparkplug")
 # Registered first on a fresh asyncua server, the simulator's namespace gets index 2.
 NAMESPACE_INDEX = 2
 
@@ -54,7 +56,10 @@ def node_id(signal_code: str) -> str:
 def simulator_tag_map(plant: PlantDefinition, host: str = "127.0.0.1", opcua_port: int = 4840,
                       modbus_port: int = 5020, word_order: WordOrder | str = "big",
                       publishing_interval_ms: int = 50, poll_interval_ms: int = 100,
-                      protocols: Sequence[str] = ("opcua", "modbus")) -> str:
+                      protocols: Sequence[str] = ("opcua", "modbus"), mqtt_port: int = 1883,
+                      mqtt_host: str | None = None,
+                      sparkplug_group: str = "open-mes", sparkplug_node: str = "simulator",
+                      client_id: str = "mes-collector") -> str:
     """Tag-map TOML mapping every signal of `plant` through the chosen protocols."""
     order = checked_word_order(word_order)
     unknown = [protocol for protocol in protocols if protocol not in PROTOCOLS]
@@ -71,6 +76,9 @@ def simulator_tag_map(plant: PlantDefinition, host: str = "127.0.0.1", opcua_por
         sections.append(_opcua_section(plant, host, opcua_port, publishing_interval_ms))
     if "modbus" in protocols:
         sections.extend(_modbus_sections(plant, host, modbus_port, order, poll_interval_ms))
+    if "sparkplug" in protocols:
+        sections.append(_sparkplug_section(plant, mqtt_host or host, mqtt_port, sparkplug_group,
+                                           sparkplug_node, client_id))
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
@@ -128,3 +136,25 @@ def _modbus_sections(plant: PlantDefinition, host: str, port: int, order: WordOr
             f"registers = {_array(registers)}",
         ]))
     return sections
+
+
+def _sparkplug_section(plant: PlantDefinition, host: str, port: int, group: str, node: str,
+                       client_id: str) -> str:
+    lines = ["[[mqtt]]", f"name = {_string('simulator-sparkplug')}", f"host = {_string(host)}",
+             f"port = {port}", f"client_id = {_string(client_id)}"]
+    for machine in plant.machines:
+        served = {s.code: s for s in machine_signals(machine)}
+        metrics: list[str] = []
+        for signal in machine.signals:
+            fields: list[tuple[str, str | int]] = [
+                ("signal", signal.code), ("metric", metric_name(served[signal.code]))]
+            if signal.kind == "state":
+                fields.append(("reason_metric",
+                               metric_name(served[fault_code_signal(machine.code)])))
+            metrics.append(_inline(fields))
+        if not metrics:
+            continue
+        lines += ["", "[[mqtt.sparkplug]]", f"group = {_string(group)}",
+                  f"node = {_string(node)}", f"device = {_string(machine.code)}",
+                  f"metrics = {_array(metrics)}"]
+    return "\n".join(lines)

@@ -74,7 +74,8 @@ COMMANDS: tuple[Entry, ...] = (
     Entry("opcua", "mes.cli.opcua:app",
           "OPC UA tools: browse a server's variables and node ids, start a tag map."),
     Entry("simulate", "mes.cli.simulate:simulate_app",
-          "Play the plant's machines over OPC UA and Modbus TCP until Ctrl+C.", group=False),
+          "Play the plant's machines over OPC UA, Modbus TCP and Sparkplug B until Ctrl+C.",
+          group=False),
     Entry("demo", "mes.cli.demo:app",
           "Set up the database, load the sample plant and a morning's work, run the line "
           "simulator and both collectors, derive the KPIs and serve the dashboards: until "

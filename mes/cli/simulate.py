@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ingest.simulator.cli import simulate as run_simulator
+from ingest.simulator.cli import sparkplug_target
 from mes.cli.common import fail, sample_plant, user_errors
 
 simulate_app = typer.Typer(add_completion=False)
@@ -29,11 +30,20 @@ def simulate(
     tag_map_out: Annotated[Path | None, typer.Option(
         help="write the collector tag map for this simulator to this file")] = None,
     tag_map_protocol: Annotated[str, typer.Option(
-        metavar="opcua|modbus|both", help="which protocol the tag map reads")] = "opcua",
+        metavar="opcua|modbus|both|sparkplug", help="which protocol the tag map reads")
+    ] = "opcua",
+    sparkplug_broker: Annotated[str | None, typer.Option(
+        metavar="HOST:PORT", help="also publish every machine as a Sparkplug B device to "
+                                  "this MQTT broker")] = None,
+    sparkplug_group: Annotated[str, typer.Option(help="Sparkplug B group id")] = "open-mes",
+    sparkplug_node: Annotated[str, typer.Option(help="Sparkplug B edge node id")
+                              ] = "simulator",
 ) -> None:
-    """Play the plant's machines over OPC UA and Modbus TCP until Ctrl+C."""
+    """Play the plant's machines over OPC UA, Modbus TCP and Sparkplug B until Ctrl+C."""
     try:
+        target = (None if sparkplug_broker is None
+                  else sparkplug_target(sparkplug_broker, sparkplug_group, sparkplug_node))
         run_simulator(plant or sample_plant(), opcua_port, modbus_port, seed, speed, word_order,
-                      counter_start, tag_map_out, tag_map_protocol)
+                      counter_start, tag_map_out, tag_map_protocol, target)
     except (ValueError, OSError) as error:
         raise fail(str(error)) from None

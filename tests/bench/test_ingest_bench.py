@@ -81,6 +81,15 @@ def test_quick_bench_reports_every_figure_and_drops_its_database(
         assert step["stored_process_values"] <= step["served_process_values"]
     assert speed["max_speed_kept_up"] is None or speed["max_speed_kept_up"] in sizes["speeds"]
 
+    mqtt = capacity["mqtt"]
+    assert mqtt["devices"] == sizes["wide_machines"]
+    # The births, then the backlog: every metric of it stored once, nothing dropped.
+    assert mqtt["messages"] == sizes["mqtt_messages"] + 1 + mqtt["devices"]
+    assert mqtt["rows_written"] == mqtt["metrics"] > sizes["mqtt_messages"]
+    assert (mqtt["dropped"], mqtt["rejected"]) == (0, 0)
+    _positive(mqtt, "raw_messages_per_second", "collector_messages_per_second",
+              "collector_metrics_per_second", "publish_messages_per_second")
+
     deadband = figures["deadband"]
     assert deadband["rows_without_deadband"] == deadband["changes"] > 0
     kept = [variant["rows"] for variant in deadband["deadbands"]]
@@ -94,6 +103,7 @@ def test_quick_bench_reports_every_figure_and_drops_its_database(
                          (figures["database"],)).fetchone() is None
     table = render(figures)
     assert "target >= 0.90" in table and "target < 250 ms" in table
+    assert "MQTT collector, Sparkplug B" in table
 
 
 def test_bench_refuses_an_external_server(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -468,7 +468,7 @@ REFUSALS: dict[str, Refusal] = {
         (("modbuss", "unknown field"),)),
     "empty file": Refusal(
         "",
-        (("(file)", "no [[opcua]] or [[modbus]] source: nothing to collect"),)),
+        (("(file)", "no [[opcua]], [[modbus]] or [[mqtt]] source: nothing to collect"),)),
     "only comments": Refusal(
         "# the plant's tag map\n",
         (("(file)", "nothing to collect"),)),
@@ -611,3 +611,93 @@ heartbeat_seconds = 5 },
     assert bindings == {"PRESS-1.temperature": (0.0, True, 60.0),
                         "PRESS-1.speed": (0.5, True, 5.0),
                         "PRESS-1.vibration": (0.0, False, None)}
+
+
+# --- MQTT sources ---------------------------------------------------------------------
+
+def test_the_simulators_sparkplug_map_binds_every_signal_once_per_device(
+        tmp_path: Path, plant: PlantDefinition, signals: dict[str, PlantSignal]) -> None:
+    tag_map = _read(tmp_path, simulator_tag_map(plant, protocols=("sparkplug",),
+                                                mqtt_port=1884), signals)
+    [source] = tag_map.mqtt
+    assert (source.source.host, source.source.port) == ("127.0.0.1", 1884)
+    assert Counter(b.signal.code for b in tag_map.bindings) == _plant_codes(plant)
+    assert [t.device for t in source.sparkplug] == [m.code for m in plant.machines]
+    press = source.sparkplug[0]
+    assert press.source == "simulator-sparkplug:open-mes/simulator/PRESS-1"
+    assert press.metrics["Temperature"].signal.code == "PRESS-1.temperature"
+    assert press.reason_metrics == {"FaultCode": signals["PRESS-1.state"]}
+    assert source.gap_sources[0] == press.source
+
+
+MQTT = """
+    [[mqtt]]
+    name = "iiot"
+    host = "10.0.0.30"
+    client_id = "mes-1"
+    username = "mes"
+    password_env = "MES_TEST_MQTT_PASSWORD"
+
+    [[mqtt.sparkplug]]
+    group = "Plant1"
+    node = "EDGE-1"
+    device = "PRESS-1"
+    metrics = [
+      { signal = "PRESS-1.state", metric = "State", reason_metric = "Fault" },
+      { signal = "PRESS-1.temperature", metric = "Temp", deadband = 0.5 },
+    ]
+
+    [[mqtt.json]]
+    topic = "sensors/paint-1"
+    timestamp = "ts"
+    timestamp_unit = "s"
+    values = [{ signal = "PAINT-1.temperature", path = "data.oven[1].value" }]
+"""
+
+
+def test_an_mqtt_source_with_sparkplug_and_json_binds_its_signals(
+        tmp_path: Path, signals: dict[str, PlantSignal],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MES_TEST_MQTT_PASSWORD", "s3cret")
+    [source] = _read(tmp_path, MQTT, signals).mqtt
+    assert source.password == "s3cret"
+    assert source.source.port == 1883 and source.source.receive_maximum == 10_000
+    [json_topic] = source.json
+    assert json_topic.timestamp == ("ts",) and json_topic.timestamp_unit == "s"
+    assert json_topic.values[0][0] == ("data", "oven", 1, "value")
+    assert source.sparkplug[0].metrics["Temp"].deadband == 0.5
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("metric = \"Temp\", deadband", "metric = \"State\", deadband"),
+     "metric 'State' is mapped 2 times"),
+    (("reason_metric = \"Fault\"", "reason_metric = \"Fault\" }, { signal = "
+      "\"PRESS-1.good\", metric = \"G\", reason_metric = \"F2\""),
+     "reason_metric belongs to a state signal"),
+    (("node = \"EDGE-1\"", "node = \"EDGE/1\""), "String should match pattern"),
+    (("topic = \"sensors/paint-1\"", "topic = \"sensors/+\""), "String should match pattern"),
+    (("path = \"data.oven[1].value\"", "path = \"data..oven\""), "String should match pattern"),
+    (("client_id = \"mes-1\"", "client_id = \"mes-1\"\ntls = false\nca_file = \"ca.pem\""),
+     "ca_file, cert_file and key_file need tls = true"),
+    (("PAINT-1.temperature", "PAINT-1.nothing"), "unknown signal 'PAINT-1.nothing'"),
+    (("password_env = \"MES_TEST_MQTT_PASSWORD\"", "password_env = \"MES_NOT_SET_ANYWHERE\""),
+     "no such environment variable is set"),
+])
+def test_mistakes_in_an_mqtt_source_are_refused_with_their_place(
+        tmp_path: Path, signals: dict[str, PlantSignal], monkeypatch: pytest.MonkeyPatch,
+        change: tuple[str, str], expected: str) -> None:
+    monkeypatch.setenv("MES_TEST_MQTT_PASSWORD", "s3cret")
+    assert change[0] in MQTT
+    problems = _refusal(tmp_path, MQTT.replace(*change), signals)
+    assert any(expected in problem for problem in problems), problems
+    assert all(p.startswith("mqtt") for p in problems), problems
+
+
+def test_two_collectors_may_not_share_a_session(
+        tmp_path: Path, signals: dict[str, PlantSignal], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MES_TEST_MQTT_PASSWORD", "s3cret")
+    second = MQTT.replace('name = "iiot"', 'name = "iiot-2"').replace("PRESS-1", "PRESS-2") \
+        .replace("PAINT-1", "OVEN-1")
+    problems = _refusal(tmp_path, MQTT + second, signals)
+    assert problems == ["mqtt client_id 'mes-1' is used 2 times on 10.0.0.30:1883; each "
+                        "collector needs a session of its own"]
