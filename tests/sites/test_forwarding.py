@@ -1,0 +1,146 @@
+"""Two sites forward into one central store through NATS JetStream: every row once, late
+commits and late timestamps included, and the facts the central views need."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+
+import nats
+import psycopg
+
+from ingest.sites.central import DURABLE, CentralIngest
+from mes.natsd import LocalNats
+from tests.ingest.collecting import in_event_loop
+from tests.sites.sites import (
+    START,
+    central_counts,
+    forwarding,
+    new_site,
+    site_counts,
+    until_central_has,
+    write_seconds,
+)
+
+
+@in_event_loop
+async def test_two_sites_arrive_whole_and_once_per_site_machine_and_minute(
+        databases: Callable[[], str], nats_server: LocalNats) -> None:
+    site_a, site_b, central = databases(), databases(), databases()
+    new_site(site_a)
+    new_site(site_b)
+    total = write_seconds(site_a, 0, 120) + write_seconds(site_b, 0, 90)
+
+    async with forwarding({"A": site_a, "B": site_b}, central, nats_server.url,
+                          message_rows=500):
+        await until_central_has(central, total, 30)
+        # Late data: rows stamped before everything already forwarded.
+        total += await asyncio.to_thread(write_seconds, site_a, -60, 0)
+        total += await asyncio.to_thread(write_seconds, site_b, 200, 230)
+        await until_central_has(central, total, 30)
+
+    a, b = site_counts(site_a), site_counts(site_b)
+    assert central_counts(central, "A") == a
+    assert central_counts(central, "B") == b
+    assert min(minute for _, _, minute in a) < START
+
+
+@in_event_loop
+async def test_a_transaction_committing_after_newer_ones_is_still_forwarded(
+        databases: Callable[[], str], nats_server: LocalNats) -> None:
+    site, central = databases(), databases()
+    new_site(site)
+    total = write_seconds(site, 0, 1)  # the chunk exists: the slow insert locks no other
+    with psycopg.connect(site) as slow:
+        # Begun first, so its transaction id is older than the ones that commit before it.
+        slow.execute("INSERT INTO ts.production_count (ts, equipment_id, good, reject) "
+                     "SELECT %s, id, 5, 0 FROM mes.equipment WHERE level = 'work_unit'",
+                     (START - dt.timedelta(minutes=30),))
+        async with forwarding({"S": site}, central, nats_server.url):
+            total += await asyncio.to_thread(write_seconds, site, 1, 60)
+            await until_central_has(central, total, 30)
+            machines = slow.execute(
+                "SELECT count(*) FROM mes.equipment WHERE level = 'work_unit'").fetchone()
+            assert machines is not None
+            slow.commit()
+            await until_central_has(central, total + int(machines[0]), 30)
+
+    assert central_counts(central, "S") == site_counts(site)
+
+
+@in_event_loop
+async def test_fact_changes_arrive_in_the_order_made(
+        databases: Callable[[], str], nats_server: LocalNats) -> None:
+    site, central = databases(), databases()
+    new_site(site)
+    with psycopg.connect(site, autocommit=True) as conn:
+        conn.execute("UPDATE mes.equipment SET name = 'first' WHERE level = 'site'")
+        conn.execute("UPDATE mes.equipment SET name = 'second' WHERE level = 'site'")
+        conn.execute("UPDATE mes.material_definition SET name = name || ' (renamed)'")
+        conn.execute("DELETE FROM mes.signal WHERE id = (SELECT max(id) FROM mes.signal)")
+        expected = {
+            "equipment": conn.execute(
+                "SELECT id, code, name, level, parent_id FROM mes.equipment ORDER BY id"
+            ).fetchall(),
+            "signal": conn.execute("SELECT id, code, equipment_id FROM mes.signal ORDER BY id"
+                                   ).fetchall(),
+            "material": conn.execute("SELECT id, code, name FROM mes.material_definition "
+                                     "ORDER BY id").fetchall()}
+    async with forwarding({"S": site}, central, nats_server.url):
+        await until_central_has(central, 0, 1)
+        with psycopg.connect(central) as conn:
+            for _ in range(300):
+                held = conn.execute("SELECT count(*) FROM central.material_definition "
+                                    "WHERE name LIKE '%(renamed)'").fetchone()
+                conn.commit()
+                if held and held[0] == len(expected["material"]):
+                    break
+                await asyncio.sleep(0.1)
+
+    with psycopg.connect(central) as conn:
+        assert conn.execute("SELECT id, code, name, level, parent_id FROM central.equipment "
+                            "ORDER BY id").fetchall() == expected["equipment"]
+        assert conn.execute("SELECT id, code, equipment_id FROM central.signal ORDER BY id"
+                            ).fetchall() == expected["signal"]
+        assert conn.execute("SELECT id, code, name FROM central.material_definition "
+                            "ORDER BY id").fetchall() == expected["material"]
+        assert conn.execute("SELECT DISTINCT site_id FROM central.equipment").fetchall() == [
+            (1,)]
+
+
+@in_event_loop
+async def test_the_stream_delivered_again_stores_nothing_twice(
+        databases: Callable[[], str], nats_server: LocalNats) -> None:
+    site, central = databases(), databases()
+    new_site(site)
+    total = write_seconds(site, 0, 60)
+    async with forwarding({"S": site}, central, nats_server.url, message_rows=300):
+        await until_central_has(central, total, 30)
+    position = _central_position(central)
+
+    # The central store's consumer is lost: a new one starts at the stream's beginning.
+    nc = await nats.connect(nats_server.url)
+    await nc.jetstream().delete_consumer("MES_SITE_S", DURABLE)
+    await nc.close()
+    async with forwarding({"S": site}, central, nats_server.url, message_rows=300) as (_, ingest):
+        await until_replayed(ingest, "S", position)
+
+    assert central_counts(central, "S") == site_counts(site)
+    assert _central_position(central) == position
+
+
+def _central_position(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT message FROM central.site_position").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def until_replayed(ingest: CentralIngest, code: str, messages: int) -> None:
+    for _ in range(300):
+        health = ingest.health.sites.get(code)
+        if health is not None and health.replays >= messages:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the stream was not delivered again: {ingest.health}")
