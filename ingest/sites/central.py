@@ -70,7 +70,7 @@ class CentralIngest:
         backoff = 0.25
         while not stop.is_set():
             try:
-                nc = await connect(self.nats_url, "mes central ingest")
+                nc = await connect(self.nats_url, "mes central ingest", self._nats_state)
             except _NATS_TROUBLE as exc:
                 raise_if_cancelled()
                 self._trouble("nats", exc)
@@ -78,7 +78,6 @@ class CentralIngest:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.25
-            self.health.nats = "connected"
             try:
                 await self._sites(nc.jetstream(), stop)
             finally:
@@ -130,6 +129,7 @@ class CentralIngest:
                         messages = await subscription.fetch(self.fetch_messages, timeout=1)
                     except nats.errors.TimeoutError:
                         continue
+                    self.health.nats = "connected"
                     await store.apply(messages, stop)
             except _NATS_TROUBLE as exc:
                 raise_if_cancelled()
@@ -137,6 +137,9 @@ class CentralIngest:
                 await wait_or_stop(stop, 1)
             finally:
                 await store.close()
+
+    def _nats_state(self, state: str) -> None:
+        self.health.nats = state
 
     def _trouble(self, where: str, exc: BaseException) -> None:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

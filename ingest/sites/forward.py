@@ -53,6 +53,7 @@ RETRYABLE = (OSError, TimeoutError, nats.errors.Error, nats.js.errors.Error,
 @dataclass
 class ForwarderHealth:
     state: str = "starting"
+    nats: str = "unknown"
     batches: int = 0
     messages: int = 0
     rows: int = 0
@@ -98,7 +99,8 @@ class Forwarder:
                 backoff = min(backoff * 2, 5.0)
 
     async def _session(self, stop: asyncio.Event) -> None:
-        nc = await connect(self.nats_url, f"mes site forward {self.stream.code}")
+        nc = await connect(self.nats_url, f"mes site forward {self.stream.code}",
+                           self._nats_state)
         try:
             js = nc.jetstream(timeout=self.publish_timeout)
             await self._ensure_stream(js)
@@ -185,6 +187,11 @@ class Forwarder:
             payload = "[" + ",".join(f"[{json.dumps(t)},{json.dumps(o)},{r}]"
                                      for t, o, r in part) + "]"
             yield Message(FACTS, payload.encode(), len(part))
+
+    def _nats_state(self, state: str) -> None:
+        if state != self.health.nats:
+            log.info("NATS %s", state)
+        self.health.nats = state
 
     def _failed(self, exc: BaseException) -> None:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

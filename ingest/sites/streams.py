@@ -7,7 +7,9 @@ messages are made or stored is the forwarder's and the central ingest's business
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import nats
@@ -15,6 +17,8 @@ from nats.aio.client import Client
 from nats.js import api
 
 from transactional.errors import MesError
+
+log = logging.getLogger("mes.sites.nats")
 
 STREAM_PREFIX = "MES_SITE_"
 # The forwarded tables, in the order a batch publishes them: facts first, so the central
@@ -81,9 +85,31 @@ def stream_config(stream: SiteStream, max_age_seconds: float,
         duplicate_window=duplicate_window_seconds, discard=api.DiscardPolicy.OLD)
 
 
-async def connect(url: str, name: str) -> Client:
-    """A connection that keeps trying to reconnect for as long as the process runs."""
-    return await nats.connect(
+async def _connection_error(exc: Exception) -> None:
+    # Each failed reconnect attempt lands here; the state change is reported once instead.
+    log.debug("NATS connection: %s", exc)
+
+
+async def connect(url: str, name: str,
+                  on_change: Callable[[str], None] | None = None) -> Client:
+    """A connection that keeps trying to reconnect for as long as the process runs;
+    `on_change` hears "connected" and "disconnected"."""
+
+    def telling(state: str) -> Callable[[], Awaitable[None]] | None:
+        if on_change is None:
+            return None
+        report = on_change
+
+        async def callback() -> None:
+            report(state)
+
+        return callback
+
+    client = await nats.connect(
         servers=[url], name=name, connect_timeout=2, reconnect_time_wait=1,
         max_reconnect_attempts=-1, allow_reconnect=True, ping_interval=5,
-        max_outstanding_pings=2)
+        max_outstanding_pings=2, disconnected_cb=telling("disconnected"),
+        reconnected_cb=telling("connected"), error_cb=_connection_error)
+    if on_change is not None:
+        on_change("connected")
+    return client

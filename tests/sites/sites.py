@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -142,3 +143,47 @@ async def forwarding(sites: dict[str, str], central_url: str, nats_url: str,
     finally:
         stop.set()
         await asyncio.gather(*tasks)
+
+
+class SiteWriter:
+    """Stores `seconds_per_write` more seconds of every machine every `every` seconds in a
+    thread, as collectors would while forwarding runs (or is cut off)."""
+
+    def __init__(self, url: str, first: int = 0, seconds_per_write: int = 5,
+                 every: float = 0.2) -> None:
+        self.url = url
+        self.next_second = first
+        self.seconds_per_write = seconds_per_write
+        self.every = every
+        self.rows = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SiteWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            last = self.next_second + self.seconds_per_write
+            self.rows += write_seconds(self.url, self.next_second, last)
+            self.next_second = last
+            self._stop.wait(self.every)
+
+
+def forwarded_messages(site_url: str, central_url: str, code: str) -> tuple[int, int]:
+    """Messages the site's forwarder had acknowledged, and messages the central store applied."""
+    with psycopg.connect(site_url) as conn:
+        row = conn.execute("SELECT next_message - 1 FROM site.forward_position "
+                           "WHERE site_code = %s", (code,)).fetchone()
+        published = int(row[0]) if row else 0
+    with psycopg.connect(central_url) as conn:
+        row = conn.execute("SELECT p.message FROM central.site_position p "
+                           "JOIN central.site s ON s.id = p.site_id WHERE s.code = %s",
+                           (code,)).fetchone()
+        applied = int(row[0]) if row else 0
+    return published, applied
