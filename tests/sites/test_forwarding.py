@@ -9,8 +9,11 @@ from collections.abc import Callable
 
 import nats
 import psycopg
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from ingest.sites.central import DURABLE, CentralIngest
+from ingest.sites.queries import FACT_TABLES
 from mes.natsd import LocalNats
 from tests.ingest.collecting import in_event_loop
 from tests.sites.sites import (
@@ -22,6 +25,8 @@ from tests.sites.sites import (
     until_central_has,
     write_seconds,
 )
+from tests.transactional.shop_floor import add_lot
+from transactional.audit import acting
 
 
 @in_event_loop
@@ -144,3 +149,62 @@ async def until_replayed(ingest: CentralIngest, code: str, messages: int) -> Non
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"the stream was not delivered again: {ingest.health}")
+
+
+_SITE_FACTS = "SELECT to_jsonb(t) FROM {table} t ORDER BY to_jsonb(t)::text"
+_CENTRAL_FACTS = ("SELECT to_jsonb(t) - 'site_id' FROM central.{name} t "
+                  "WHERE site_id = 1 ORDER BY (to_jsonb(t) - 'site_id')::text")
+_KPI = """
+INSERT INTO derived.kpi (equipment_id, scope, period, period_start, period_end,
+    planned_busy_seconds, actual_production_seconds, setup_seconds, unknown_seconds,
+    produced_quantity, good_quantity, scrap_quantity, missing_ideal_cycle_time, failure_count,
+    failure_seconds, oee)
+SELECT id, 'machine', 'day', '2026-11-02', '2026-11-03', 86400, 60000, 0, 0, 100, 98, 2,
+       false, 1, 600, %s
+FROM mes.equipment WHERE level = 'work_unit'
+"""
+
+
+def _facts(url: str) -> dict[str, list[object]]:
+    with psycopg.connect(url) as conn:
+        return {table: [row[0] for row in conn.execute(_SITE_FACTS.format(table=table))]
+                for table in FACT_TABLES}
+
+
+def _central_facts(url: str) -> dict[str, list[object]]:
+    with psycopg.connect(url) as conn:
+        return {table: [row[0] for row in conn.execute(
+                    _CENTRAL_FACTS.format(name=table.split(".")[1]))]
+                for table in FACT_TABLES}
+
+
+@in_event_loop
+async def test_orders_runs_lots_genealogy_and_kpis_reach_the_central_store(
+        db_url: str, session: Session, run_id: int, databases: Callable[[], str],
+        nats_server: LocalNats) -> None:
+    central = databases()
+    parent = add_lot(session, "COIL-9", None, 40, material="STEEL-COIL")
+    child = add_lot(session, "BRK-9", run_id, 25)
+    with session.begin():
+        acting(session, "mes-admin")
+        session.execute(text("INSERT INTO mes.genealogy_link (parent_lot_id, child_lot_id, "
+                             "kind, run_id, quantity) VALUES (:p, :c, 'consumed', :r, 10)"),
+                        {"p": parent, "c": child, "r": run_id})
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(_KPI, (0.5,))
+    async with forwarding({"S": db_url}, central, nats_server.url):
+        with psycopg.connect(db_url) as conn:
+            # A day derived again: its KPIs replaced whole, in one transaction.
+            conn.execute("DELETE FROM derived.kpi")
+            conn.execute(_KPI, (0.75,))
+            conn.execute("INSERT INTO ts.collection_gap (equipment_id, source, gap_start, "
+                         "cause) SELECT min(id), 'opc.tcp://press', now(), 'source_lost' "
+                         "FROM mes.equipment WHERE level = 'work_unit'")
+        expected = await asyncio.to_thread(_facts, db_url)
+        for _ in range(300):
+            if await asyncio.to_thread(_central_facts, central) == expected:
+                break
+            await asyncio.sleep(0.1)
+
+    assert _central_facts(central) == expected
+    assert all(expected.values())
