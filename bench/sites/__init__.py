@@ -105,6 +105,10 @@ class Machine:
         self.clusters = {name: LocalCluster(home=folder / name, requested_port=free_port(),
                                             database="mes")
                          for name in (*SITES, "central")}
+        # A hot standby of the central store, fed by streaming replication, as dashboards
+        # would read it.
+        self.replica = LocalCluster(home=folder / "central-replica",
+                                    requested_port=free_port(), database="mes")
         self.nats = LocalNats(folder / "nats")
         self.children: list[subprocess.Popen[bytes]] = []
 
@@ -114,13 +118,16 @@ class Machine:
             cluster.up()
             migrate.upgrade(cluster.url())
             engine(cluster.url()).dispose()
+        progress(f"starting a streaming replica of the central store on port "
+                 f"{self.replica.port}")
+        self.replica.up_as_replica_of(self.clusters["central"])
         self.nats.start()
 
     def down(self) -> None:
         for child in self.children:
             _stop(child)
         self.nats.stop()
-        for cluster in self.clusters.values():
+        for cluster in (self.replica, *self.clusters.values()):
             with contextlib.suppress(MesError):
                 cluster.down()
             if cluster.server_dir != cluster.home:
@@ -247,28 +254,29 @@ def _arrived(conn: psycopg.Connection[Any]) -> dict[str, int]:
 def latency(machine: Machine, sizes: Sizes, progress: Callable[[str], None]
             ) -> dict[str, Any]:
     progress(f"site -> central latency: 2 sites x {sizes.signals:,} signals at 1 Hz for "
-             f"{sizes.seconds} s")
+             f"{sizes.seconds} s, once both sites arrive")
     seen: dict[tuple[str, int], float] = {}
+    measuring_from: float | None = None
     with psycopg.connect(machine.url("central")) as central, _SiteLoad(
             machine, sizes.signals, 0) as load:
-        deadline = time.monotonic() + sizes.seconds
+        deadline = time.monotonic() + 60  # for the forwarders and the consumer to start
         while time.monotonic() < deadline:
             now = time.time()
-            for code, second in _arrived(central).items():
+            arrived = _arrived(central)
+            for code, second in arrived.items():
                 # Every second up to the marker's is there (applied in order).
                 for earlier in range(second + 1):
                     seen.setdefault((code, earlier), now)
+            if measuring_from is None and len(arrived) == len(SITES):
+                measuring_from = now
+                deadline = time.monotonic() + sizes.seconds
             time.sleep(0.02)
         load.stop.set()
-    # Seconds stored before a site's first second arrived wait for the forwarders and the
-    # consumer to start: left out.
-    started = {code: min(at for (c, _), at in seen.items() if c == code)
-               for code in {c for c, _ in seen}}
-    lags = [seen[key] - committed for key, committed in load.committed.items()
-            if key in seen and committed >= started[key[0]]]
-    if not lags:
-        raise SitesBenchError("no second reached the central store while measuring latency: "
+    if measuring_from is None:
+        raise SitesBenchError("the sites' rows did not reach the central store within 60 s: "
                               f"see the logs in {machine.folder}")
+    lags = [seen[key] - committed for key, committed in load.committed.items()
+            if key in seen and committed >= measuring_from]
     return {"latency_p99_seconds": round(_p99(lags), 3),
             "latency_median_seconds": round(statistics.median(lags), 3),
             "latency_samples": len(lags)}
@@ -304,6 +312,60 @@ def catch_up(machine: Machine, sizes: Sizes, forwarders: dict[str, subprocess.Po
     took = time.monotonic() - began
     return {"outage_seconds": seconds, "backlog_rows": backlog,
             "catch_up_seconds": round(took, 2), "catch_up_rows_per_second": int(backlog / took)}
+
+
+_REPLICATION = """
+SELECT extract(epoch FROM replay_lag), pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)
+FROM pg_stat_replication
+"""
+
+
+class ReplicaWatch:
+    """Samples how far the central store's replica is behind, every 0.1 s, in a thread."""
+
+    def __init__(self, primary_url: str) -> None:
+        self.primary_url = primary_url
+        self.lag_seconds: list[float] = []
+        self.bytes_behind: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def __enter__(self) -> ReplicaWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with psycopg.connect(self.primary_url, autocommit=True) as conn:
+            while not self._stop.wait(0.1):
+                row = conn.execute(_REPLICATION).fetchone()
+                if row is None:
+                    continue
+                # replay_lag is NULL while the replica has nothing to replay.
+                self.lag_seconds.append(float(row[0] or 0.0))
+                self.bytes_behind.append(int(row[1] or 0))
+
+    def figures(self, phase: str) -> dict[str, Any]:
+        if not self.lag_seconds:
+            return {}
+        return {f"replica_{phase}_lag_p99_seconds": round(_p99(self.lag_seconds), 3),
+                f"replica_{phase}_lag_max_seconds": round(max(self.lag_seconds), 3),
+                f"replica_{phase}_max_bytes_behind": max(self.bytes_behind)}
+
+
+def replica_rows(machine: Machine, expected: int) -> int:
+    """Process-value rows the replica shows, once it shows `expected` (or after 60 s)."""
+    deadline = time.monotonic() + 60
+    with psycopg.connect(machine.replica.url(), autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT count(*) FROM central.process_value").fetchone()
+            held = int(row[0]) if row else 0
+            if held >= expected or time.monotonic() > deadline:
+                return held
+            time.sleep(0.2)
 
 
 _SIZE = """
@@ -348,12 +410,17 @@ def run_sites_bench(sizes: Sizes, progress: Callable[[str], None]) -> dict[str, 
         machine.start("central", "ingest", database="central")
         forwarders = {code: machine.start("site", "forward", "--site", code, database=code)
                       for code in SITES}
-        results.update(latency(machine, sizes, progress))
-        results.update(catch_up(machine, sizes, forwarders, progress))
+        with ReplicaWatch(machine.clusters["central"].admin_url()) as watch:
+            results.update(latency(machine, sizes, progress))
+        results.update(watch.figures("steady"))
+        with ReplicaWatch(machine.clusters["central"].admin_url()) as watch:
+            results.update(catch_up(machine, sizes, forwarders, progress))
+        results.update(watch.figures("catch_up"))
         results.update(compare_sides(machine))
         rows, per_row = _bytes_per_row(machine.url("central"), "central.process_value")
         results["central_rows"] = rows
         results["central_bytes_per_row"] = per_row
+        results["replica_rows"] = replica_rows(machine, rows)
         results["site_bytes_per_row"] = _bytes_per_row(machine.url("A"), "ts.process_value")[1]
     return results
 
@@ -386,5 +453,12 @@ def render_sites_bench(results: dict[str, Any]) -> str:
         f"{results['site_bytes_per_row']:.1f})",
         f"per site and minute on both sides: {results['rows_lost']} rows lost, "
         f"{results['rows_duplicated']} duplicated",
+        f"central read replica (streaming replication): {results['replica_rows']:,} rows "
+        f"visible; replay lag while forwarding p99 "
+        f"{results.get('replica_steady_lag_p99_seconds', 0):.3f} s (max "
+        f"{results.get('replica_steady_max_bytes_behind', 0):,} bytes behind), during the "
+        f"catch-up p99 {results.get('replica_catch_up_lag_p99_seconds', 0):.3f} s, max "
+        f"{results.get('replica_catch_up_lag_max_seconds', 0):.3f} s (max "
+        f"{results.get('replica_catch_up_max_bytes_behind', 0):,} bytes behind)",
     ]
     return "\n".join(lines)
