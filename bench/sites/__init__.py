@@ -356,6 +356,31 @@ class ReplicaWatch:
                 f"replica_{phase}_max_bytes_behind": max(self.bytes_behind)}
 
 
+@contextlib.contextmanager
+def paused_replica(machine: Machine) -> Iterator[dict[str, Any]]:
+    """Replay on the replica paused for the block; afterwards, the seconds it took to
+    replay what the primary wrote meanwhile."""
+    figures: dict[str, Any] = {}
+    with psycopg.connect(machine.replica.admin_url(), autocommit=True) as replica, \
+            psycopg.connect(machine.clusters["central"].admin_url(), autocommit=True) as primary:
+        replica.execute("SELECT pg_wal_replay_pause()")
+        try:
+            yield figures
+        finally:
+            row = primary.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+            assert row is not None
+            target = row[0]
+            began = time.monotonic()
+            replica.execute("SELECT pg_wal_replay_resume()")
+            while True:
+                done = replica.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn",
+                                       (target,)).fetchone()
+                if (done and done[0]) or time.monotonic() - began > 600:
+                    break
+                time.sleep(0.05)
+            figures["replica_catch_up_seconds"] = round(time.monotonic() - began, 2)
+
+
 def replica_rows(machine: Machine, expected: int) -> int:
     """Process-value rows the replica shows, once it shows `expected` (or after 60 s)."""
     deadline = time.monotonic() + 60
@@ -413,9 +438,11 @@ def run_sites_bench(sizes: Sizes, progress: Callable[[str], None]) -> dict[str, 
         with ReplicaWatch(machine.clusters["central"].admin_url()) as watch:
             results.update(latency(machine, sizes, progress))
         results.update(watch.figures("steady"))
-        with ReplicaWatch(machine.clusters["central"].admin_url()) as watch:
+        # The replica stands for another host: on these two cores its replay would compete
+        # with the catch-up, so it is paused, and its own catch-up timed afterwards.
+        with paused_replica(machine) as replica_catch_up:
             results.update(catch_up(machine, sizes, forwarders, progress))
-        results.update(watch.figures("catch_up"))
+        results.update(replica_catch_up)
         results.update(compare_sides(machine))
         rows, per_row = _bytes_per_row(machine.url("central"), "central.process_value")
         results["central_rows"] = rows
@@ -456,9 +483,8 @@ def render_sites_bench(results: dict[str, Any]) -> str:
         f"central read replica (streaming replication): {results['replica_rows']:,} rows "
         f"visible; replay lag while forwarding p99 "
         f"{results.get('replica_steady_lag_p99_seconds', 0):.3f} s (max "
-        f"{results.get('replica_steady_max_bytes_behind', 0):,} bytes behind), during the "
-        f"catch-up p99 {results.get('replica_catch_up_lag_p99_seconds', 0):.3f} s, max "
-        f"{results.get('replica_catch_up_lag_max_seconds', 0):.3f} s (max "
-        f"{results.get('replica_catch_up_max_bytes_behind', 0):,} bytes behind)",
+        f"{results.get('replica_steady_max_bytes_behind', 0):,} bytes behind); paused during "
+        f"the catch-up, it replayed the catch-up's WAL in "
+        f"{results['replica_catch_up_seconds']:.1f} s",
     ]
     return "\n".join(lines)

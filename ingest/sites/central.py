@@ -297,6 +297,19 @@ class _SiteStore:
         return len(changes)
 
 
+async def deliver_again(nats_url: str, code: str) -> bool:
+    """Have the site's whole stream delivered to the central store again (its consumer is
+    removed; the next run starts at the stream's beginning and skips what is stored).
+    False when there was no consumer."""
+    nc = await connect(nats_url, "mes central replay")
+    try:
+        return bool(await nc.jetstream().delete_consumer(SiteStream(code).name, DURABLE))
+    except nats.js.errors.NotFoundError:
+        return False
+    finally:
+        await nc.close()
+
+
 def _number(message: Msg) -> int:
     return int((message.headers or {})[MESSAGE])
 

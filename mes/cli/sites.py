@@ -16,7 +16,7 @@ import typer
 
 from ingest.aio import stop_on_signals
 from ingest.sites import queries
-from ingest.sites.central import CentralIngest
+from ingest.sites.central import CentralIngest, deliver_again
 from ingest.sites.forward import Forwarder
 from ingest.sites.streams import SiteError, check_site_code
 from mes.cli.common import user_errors
@@ -122,3 +122,16 @@ def central_status() -> None:
         typer.echo(f"site {code}: message {message or 0} (stream sequence {sequence or '-'}) "
                    f"stored at {applied:%Y-%m-%d %H:%M:%S%z}" if applied else
                    f"site {code}: nothing stored")
+
+
+@central_app.command("replay")
+@user_errors
+def replay(site: Annotated[str, typer.Option(help="the site whose stream to deliver again")]
+           ) -> None:
+    """Deliver a site's whole stream (what NATS still keeps) to the central store again, on
+    the next `mes central ingest`; messages already stored are skipped, by their number."""
+    code = check_site_code(site)
+    removed = asyncio.run(deliver_again(get_settings().nats_url, code))
+    typer.echo(f"site {code}: the stream is delivered again from its start"
+               if removed else f"site {code}: no consumer yet: the stream is delivered from "
+                               "its start anyway")

@@ -7,12 +7,11 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable
 
-import nats
 import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from ingest.sites.central import DURABLE, CentralIngest
+from ingest.sites.central import CentralIngest, deliver_again
 from ingest.sites.queries import FACT_TABLES
 from mes.natsd import LocalNats
 from tests.ingest.collecting import in_event_loop
@@ -124,10 +123,8 @@ async def test_the_stream_delivered_again_stores_nothing_twice(
         await until_central_has(central, total, 30)
     position = _central_position(central)
 
-    # The central store's consumer is lost: a new one starts at the stream's beginning.
-    nc = await nats.connect(nats_server.url)
-    await nc.jetstream().delete_consumer("MES_SITE_S", DURABLE)
-    await nc.close()
+    # As `mes central replay --site S` does: the stream is delivered again from its start.
+    assert await deliver_again(nats_server.url, "S")
     async with forwarding({"S": site}, central, nats_server.url, message_rows=300) as (_, ingest):
         await until_replayed(ingest, "S", position)
 
