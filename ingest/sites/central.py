@@ -159,6 +159,7 @@ class _SiteStore:
         self.conn: AsyncConnection[Any] | None = None
         self.site_id: int | None = None
         self.facts: dict[str, queries.FactTable] = {}
+        self.waiting_for: int | None = None
 
     async def close(self) -> None:
         if self.conn is not None:
@@ -241,6 +242,12 @@ class _SiteStore:
                     continue
                 if number != last + 1:
                     later.append(message)
+                    if self.waiting_for != last + 1:
+                        log.warning(
+                            "site %s: message %d arrived before %d; waiting for it (it is "
+                            "redelivered after a restart, unless the stream no longer keeps "
+                            "it)", self.stream.code, number, last + 1)
+                        self.waiting_for = last + 1
                     continue
                 rows += await self._write(conn, site_id, message)
                 last = number

@@ -8,12 +8,16 @@ import datetime as dt
 from collections.abc import Callable
 
 import psycopg
+import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
-from ingest.sites.central import CentralIngest, deliver_again
+from ingest.sites.central import CentralIngest
 from ingest.sites.queries import FACT_TABLES
+from mes.cli import app
 from mes.natsd import LocalNats
+from mes.settings import get_settings
 from tests.ingest.collecting import in_event_loop
 from tests.sites.sites import (
     START,
@@ -115,7 +119,8 @@ async def test_fact_changes_arrive_in_the_order_made(
 
 @in_event_loop
 async def test_the_stream_delivered_again_stores_nothing_twice(
-        databases: Callable[[], str], nats_server: LocalNats) -> None:
+        databases: Callable[[], str], nats_server: LocalNats,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     site, central = databases(), databases()
     new_site(site)
     total = write_seconds(site, 0, 60)
@@ -123,13 +128,25 @@ async def test_the_stream_delivered_again_stores_nothing_twice(
         await until_central_has(central, total, 30)
     position = _central_position(central)
 
-    # As `mes central replay --site S` does: the stream is delivered again from its start.
-    assert await deliver_again(nats_server.url, "S")
+    monkeypatch.setenv("MES_NATS_URL", nats_server.url)
+    get_settings.cache_clear()
+    # A CliRunner runs its command's asyncio.run: not from inside this event loop.
+    replayed = await asyncio.to_thread(CliRunner().invoke, app,
+                                       ["central", "replay", "--site", "S"])
+    assert replayed.exit_code == 0, replayed.output
+    assert "delivered again from its start" in replayed.output
     async with forwarding({"S": site}, central, nats_server.url, message_rows=300) as (_, ingest):
         await until_replayed(ingest, "S", position)
 
     assert central_counts(central, "S") == site_counts(site)
     assert _central_position(central) == position
+    monkeypatch.setenv("MES_DATABASE_URL", site)
+    get_settings.cache_clear()
+    assert f"site S: {position} messages published, caught up" in CliRunner().invoke(
+        app, ["site", "status"]).output
+    monkeypatch.setenv("MES_DATABASE_URL", central)
+    get_settings.cache_clear()
+    assert f"site S: message {position} " in CliRunner().invoke(app, ["central", "status"]).output
 
 
 def _central_position(url: str) -> int:
