@@ -49,9 +49,15 @@ CREATE TABLE site.forward_position (
         CHECK ((pending_snapshot IS NULL) = (pending_message_rows IS NULL))
 );
 
+-- Nothing is kept before a forwarder has started on this database, so a plant that does
+-- not forward gathers no outbox; the forwarder's first start copies every fact row into
+-- the outbox, under a lock that lets no change slip between the copy and this check.
 CREATE FUNCTION site.capture_change() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, site AS $$
 BEGIN
+    IF NOT EXISTS (SELECT FROM site.forward_position) THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'DELETE' THEN
         INSERT INTO site.outbox (table_name, operation, row_data)
         VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, 'delete', to_jsonb(OLD));

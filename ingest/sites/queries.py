@@ -93,9 +93,23 @@ DELETE FROM site.outbox WHERE xid < pg_snapshot_xmin(%s::pg_snapshot)
 """
 
 
+def _existing_facts(table: str) -> sql.Composed:
+    return sql.SQL("INSERT INTO site.outbox (table_name, operation, row_data) "
+                   "SELECT {}, 'upsert', to_jsonb(t) FROM {} t").format(
+        sql.Literal(table), sql.Identifier(*table.split(".")))
+
+
 async def position(conn: AsyncConnection[Any], site: str) -> Position:
     async with conn.transaction():
-        await conn.execute(_START, (site,))
+        started = await conn.execute(_START, (site,))
+        if started.rowcount == 1:
+            # The first start: the fact tables as they are go first. SHARE mode waits for
+            # the transactions changing them to end and holds off new ones until this
+            # commits; from then on the triggers keep every change (see 0009_sites).
+            await conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
+                sql.SQL(", ").join(sql.Identifier(*t.split(".")) for t in FACT_TABLES)))
+            for table in FACT_TABLES:
+                await conn.execute(_existing_facts(table))
         cursor = await conn.execute(_POSITION, (site,))
         row = await cursor.fetchone()
     assert row is not None

@@ -77,44 +77,58 @@ async def test_a_transaction_committing_after_newer_ones_is_still_forwarded(
     assert central_counts(central, "S") == site_counts(site)
 
 
+def _held_facts(url: str, schema: str) -> dict[str, list[tuple[object, ...]]]:
+    with psycopg.connect(url) as conn:
+        return {
+            "equipment": conn.execute(
+                f"SELECT id, code, name, level, parent_id FROM {schema}.equipment ORDER BY id"
+            ).fetchall(),
+            "signal": conn.execute(
+                f"SELECT id, code, equipment_id FROM {schema}.signal ORDER BY id").fetchall(),
+            "material": conn.execute(
+                f"SELECT id, code, name FROM {schema}.material_definition ORDER BY id"
+            ).fetchall()}
+
+
+@in_event_loop
+async def test_a_plant_that_does_not_forward_keeps_no_outbox_and_the_first_start_sends_all(
+        databases: Callable[[], str], nats_server: LocalNats) -> None:
+    site, central = databases(), databases()
+    new_site(site)
+    with psycopg.connect(site) as conn:
+        assert conn.execute("SELECT count(*) FROM site.outbox").fetchone() == (0,)
+    async with forwarding({"S": site}, central, nats_server.url):
+        for _ in range(300):
+            if await asyncio.to_thread(_held_facts, central, "central") == _held_facts(
+                    site, "mes"):
+                break
+            await asyncio.sleep(0.1)
+
+    assert _held_facts(central, "central") == _held_facts(site, "mes")
+    with psycopg.connect(central) as conn:
+        assert conn.execute("SELECT DISTINCT site_id FROM central.equipment").fetchall() == [
+            (1,)]
+
+
 @in_event_loop
 async def test_fact_changes_arrive_in_the_order_made(
         databases: Callable[[], str], nats_server: LocalNats) -> None:
     site, central = databases(), databases()
     new_site(site)
-    with psycopg.connect(site, autocommit=True) as conn:
-        conn.execute("UPDATE mes.equipment SET name = 'first' WHERE level = 'site'")
-        conn.execute("UPDATE mes.equipment SET name = 'second' WHERE level = 'site'")
-        conn.execute("UPDATE mes.material_definition SET name = name || ' (renamed)'")
-        conn.execute("DELETE FROM mes.signal WHERE id = (SELECT max(id) FROM mes.signal)")
-        expected = {
-            "equipment": conn.execute(
-                "SELECT id, code, name, level, parent_id FROM mes.equipment ORDER BY id"
-            ).fetchall(),
-            "signal": conn.execute("SELECT id, code, equipment_id FROM mes.signal ORDER BY id"
-                                   ).fetchall(),
-            "material": conn.execute("SELECT id, code, name FROM mes.material_definition "
-                                     "ORDER BY id").fetchall()}
     async with forwarding({"S": site}, central, nats_server.url):
-        await until_central_has(central, 0, 1)
-        with psycopg.connect(central) as conn:
-            for _ in range(300):
-                held = conn.execute("SELECT count(*) FROM central.material_definition "
-                                    "WHERE name LIKE '%(renamed)'").fetchone()
-                conn.commit()
-                if held and held[0] == len(expected["material"]):
-                    break
-                await asyncio.sleep(0.1)
+        with psycopg.connect(site, autocommit=True) as conn:
+            conn.execute("UPDATE mes.equipment SET name = 'first' WHERE level = 'site'")
+            conn.execute("UPDATE mes.equipment SET name = 'second' WHERE level = 'site'")
+            conn.execute("UPDATE mes.material_definition SET name = name || ' (renamed)'")
+            conn.execute("DELETE FROM mes.signal WHERE id = (SELECT max(id) FROM mes.signal)")
+        expected = _held_facts(site, "mes")
+        for _ in range(300):
+            if await asyncio.to_thread(_held_facts, central, "central") == expected:
+                break
+            await asyncio.sleep(0.1)
 
-    with psycopg.connect(central) as conn:
-        assert conn.execute("SELECT id, code, name, level, parent_id FROM central.equipment "
-                            "ORDER BY id").fetchall() == expected["equipment"]
-        assert conn.execute("SELECT id, code, equipment_id FROM central.signal ORDER BY id"
-                            ).fetchall() == expected["signal"]
-        assert conn.execute("SELECT id, code, name FROM central.material_definition "
-                            "ORDER BY id").fetchall() == expected["material"]
-        assert conn.execute("SELECT DISTINCT site_id FROM central.equipment").fetchall() == [
-            (1,)]
+    assert _held_facts(central, "central") == expected
+    assert ("second",) in {(row[2],) for row in expected["equipment"]}
 
 
 @in_event_loop
