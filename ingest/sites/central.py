@@ -73,7 +73,7 @@ class CentralIngest:
                 nc = await connect(self.nats_url, "mes central ingest", self._nats_state)
             except _NATS_TROUBLE as exc:
                 raise_if_cancelled()
-                self._trouble("nats", exc)
+                self.trouble("nats", exc)
                 await wait_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -95,7 +95,7 @@ class CentralIngest:
                                 self._site(js, stream, stop), name=f"central {stream.code}")
                 except _NATS_TROUBLE as exc:
                     raise_if_cancelled()
-                    self._trouble("nats", exc)
+                    self.trouble("nats", exc)
                 await wait_or_stop(stop, self.rescan_seconds)
         finally:
             for task in tasks.values():
@@ -133,7 +133,7 @@ class CentralIngest:
                     await store.apply(messages, stop)
             except _NATS_TROUBLE as exc:
                 raise_if_cancelled()
-                self._trouble("nats", exc)
+                self.trouble("nats", exc)
                 await wait_or_stop(stop, 1)
             finally:
                 await store.close()
@@ -141,7 +141,7 @@ class CentralIngest:
     def _nats_state(self, state: str) -> None:
         self.health.nats = state
 
-    def _trouble(self, where: str, exc: BaseException) -> None:
+    def trouble(self, where: str, exc: BaseException) -> None:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if getattr(self.health, where) != "unreachable":
             log.warning("%s unreachable (%s); retrying", where, text)
@@ -177,7 +177,7 @@ class _SiteStore:
                 break
             except _UNREACHABLE as exc:
                 raise_if_cancelled()
-                self.ingest._trouble("database", exc)
+                self.ingest.trouble("database", exc)
                 await self.close()
             except psycopg.Error as exc:
                 # Not the connection: the central store refuses the message itself (a

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
@@ -60,7 +60,6 @@ class ForwarderHealth:
     last_error: str | None = None
     last_published_at: float | None = None
     retries: int = 0
-    history: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -236,3 +236,18 @@ async def test_orders_runs_lots_genealogy_and_kpis_reach_the_central_store(
 
     assert _central_facts(central) == expected
     assert all(expected.values())
+
+
+def test_forward_names_the_site_or_says_which_to_choose(
+        databases: Callable[[], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    site = databases()
+    monkeypatch.setenv("MES_DATABASE_URL", site)
+    get_settings.cache_clear()
+
+    empty = CliRunner().invoke(app, ["site", "forward"])
+    assert empty.exit_code == 1
+    assert "the plant model has 0 sites (none): name this one with --site" in empty.output
+
+    bad = CliRunner().invoke(app, ["site", "forward", "--site", "North plant"])
+    assert bad.exit_code == 1
+    assert "site code 'North plant': use 1-32 letters, digits" in bad.output
