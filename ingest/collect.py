@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from ingest.aio import stop_on_signals
 from ingest.files import CollectorFiles as CollectorFiles
 from ingest.gaps import GapKeeper, RunRecord, resume
 from ingest.health import Health, write_signals, write_status
@@ -228,13 +228,6 @@ def quiet_libraries() -> None:
     to what they find fatal."""
     for library in ("asyncua", "pymodbus", "paho"):
         logging.getLogger(library).setLevel(logging.CRITICAL)
-
-
-def stop_on_signals(stop: asyncio.Event) -> None:
-    """SIGTERM and SIGINT ask for a clean stop: everything queued is flushed first."""
-    loop = asyncio.get_running_loop()
-    for number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(number, stop.set)
 
 
 async def run_until_signalled(tag_map_path: Path, url: str, files: CollectorFiles, *,

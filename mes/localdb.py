@@ -203,6 +203,31 @@ class LocalCluster:
                        str(self.data_dir), "-l", str(self.log_file)])
         self._create_owner_and_database()
 
+    def up_as_replica_of(self, primary: LocalCluster) -> None:
+        """Create this cluster as a streaming replica of `primary` (a hot standby: read-only
+        queries, e.g. dashboards) with pg_basebackup, and start it."""
+        bin_dir = find_postgres_bin() or install_postgres()
+        if self.initialized:
+            raise LocalDatabaseError(f"{self.data_dir} already holds a cluster")
+        self.server_dir.mkdir(parents=True, exist_ok=True)
+        self._own(self.server_dir)
+        # Same roles, same passwords: the replica is a copy of the primary.
+        for role in (SUPERUSER, OWNER_ROLE):
+            shutil.copy2(primary.password_file(role), self.password_file(role))
+        self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        self.socket_dir.mkdir(exist_ok=True)
+        self.log_file.touch(mode=0o600)
+        for path in (self.data_dir, self.socket_dir, self.log_file):
+            self._own(path)
+        source = (f"host=127.0.0.1 port={primary.port} user={SUPERUSER} "
+                  f"password={self._password(SUPERUSER)}")
+        # -R writes the standby's primary_conninfo; -X stream copies the WAL made meanwhile.
+        self._run([str(bin_dir / "pg_basebackup"), "-D", str(self.data_dir), "-d", source,
+                   "-R", "-X", "stream", "-c", "fast"])
+        self._write_config()
+        self._run([str(bin_dir / "pg_ctl"), "start", "-w", "-t", "60", "-D",
+                   str(self.data_dir), "-l", str(self.log_file)])
+
     def down(self) -> bool:
         """Stop the cluster; returns whether it was running."""
         bin_dir = find_postgres_bin()

@@ -93,6 +93,25 @@ class Settings(BaseSettings):
     lockout_minutes: int = Field(default=15, ge=1,
                                  description="How long a lock-out lasts.")
 
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        description="The NATS server (JetStream) between the sites and the central store.")
+    site_code: str | None = Field(
+        default=None,
+        description="This site's code for `mes site forward` (its stream is MES_SITE_<code>); "
+                    "unset: the one site of the plant model.")
+    forward_interval_ms: int = Field(
+        default=200, ge=10, le=60_000,
+        description="How often the site forwarder looks for new rows when it has caught up.")
+    forward_message_rows: int = Field(
+        default=10_000, ge=1, le=20_000,
+        description="Time-series rows per NATS message (20,000 stay under NATS's default "
+                    "1 MB message limit).")
+    stream_max_age_days: float = Field(
+        default=7, gt=0,
+        description="How long a site's stream keeps messages after they were published "
+                    "(so the central store can be fed again from it).")
+
     cmms_url: str | None = Field(
         default=None,
         description="Where work requests are POSTed as JSON (the CMMS's endpoint); unset: "

@@ -10,6 +10,8 @@ import typer
 from bench.audit import render_audit_bench, run_audit_bench
 from bench.exposure import render_exposure_bench, run_exposure_bench
 from bench.ingest import render, run_ingest_bench, sizes_for
+from bench.sites import render_sites_bench, run_sites_bench
+from bench.sites import sizes_for as sites_sizes_for
 from bench.trace import render_trace_bench, run_trace_bench
 from mes.cli.common import user_errors
 
@@ -135,3 +137,27 @@ def bench_audit(
     while the sealer seals; the database is dropped afterwards."""
     results = run_audit_bench(seconds, _progress)
     typer.echo(json.dumps(results) if as_json else render_audit_bench(results))
+
+
+@app.command("sites")
+@user_errors
+def bench_sites(
+    signals: Annotated[int | None, typer.Option(
+        min=10, help="process values per site at 1 Hz while forwarding (default 2,000)")] = None,
+    seconds: Annotated[int | None, typer.Option(
+        min=2, help="seconds of steady forwarding for the latency (default 20)")] = None,
+    outage_minutes: Annotated[float | None, typer.Option(
+        "--outage-minutes", min=0.1, help="the link outage caught up (default 10); its "
+        "backlog is written while the forwarders are stopped")] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="small sizes: checks that every measurement runs")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="all figures as one JSON object on stdout")] = False,
+) -> None:
+    """Two sites and a central store (three local clusters) and one NATS server: site
+    capacity, site -> central latency, catch-up after an outage, central bytes per row.
+
+    Everything runs in a folder under MES_HOME, removed afterwards."""
+    results = run_sites_bench(sites_sizes_for(quick, signals, seconds, outage_minutes),
+                              _progress)
+    typer.echo(json.dumps(results) if as_json else render_sites_bench(results))

@@ -14,7 +14,8 @@ from mes import migrate
 from mes.db import engine
 from mes.localdb import OWNER_ROLE, LocalCluster
 
-HYPERTABLES = {"ts.process_value", "ts.equipment_state", "ts.production_count"}
+HYPERTABLES = {"ts.process_value", "ts.equipment_state", "ts.production_count",
+               "central.process_value", "central.equipment_state", "central.production_count"}
 
 
 def _tables(url: str) -> set[str]:
@@ -42,7 +43,7 @@ def test_upgrade_downgrade_upgrade_on_empty_database(empty_db: str) -> None:
     info = migrate.upgrade(empty_db)
 
     assert info.edition in ("apache", "timescale")
-    assert _revision(empty_db) == migrate.head_revision() == "0010_message_lost_gaps"
+    assert _revision(empty_db) == migrate.head_revision() == "0011_sites"
     tables = _tables(empty_db)
     assert {"mes.equipment", "mes.signal", "mes.shift", "mes.shift_break",
             "mes.downtime_reason", "mes.material_definition", "mes.person",
@@ -72,7 +73,7 @@ def test_compression_only_on_the_community_edition(db_url: str) -> None:
         compressed = conn.execute(text(
             "SELECT count(*) FROM timescaledb_information.hypertables "
             "WHERE compression_enabled")).scalar_one()
-    assert compressed == (3 if community else 0)
+    assert compressed == (6 if community else 0)
 
 
 def test_migrate_refuses_a_database_without_timescaledb(
@@ -122,16 +123,20 @@ def test_hypertables_create_chunks_as_rows_arrive(db_url: str) -> None:
         assert _chunks(conn, "ts.production_count") == 2
 
 
-def test_time_series_keep_only_the_primary_key_index(db_url: str) -> None:
-    # Each extra index costs ingest speed; the primary key serves the queries we need.
+def test_time_series_keep_only_the_primary_key_and_forwarding_indexes(db_url: str) -> None:
+    # Each extra index costs ingest speed; the primary key serves the queries we need, and
+    # the transaction id index lets a site's forwarder find what is new.
     with engine(db_url).connect() as conn:
         indexes = conn.execute(text(
             "SELECT schemaname || '.' || tablename, indexname FROM pg_indexes "
-            "WHERE schemaname = 'ts' AND tablename = ANY(:hypertables) ORDER BY 1"),
+            "WHERE schemaname = 'ts' AND tablename = ANY(:hypertables) ORDER BY 1, 2"),
             {"hypertables": [name.split(".")[1] for name in RAW_HYPERTABLES]}).all()
     assert [tuple(row) for row in indexes] == [
+        ("ts.equipment_state", "ix_equipment_state_xid"),
         ("ts.equipment_state", "pk_equipment_state"),
+        ("ts.process_value", "ix_process_value_xid"),
         ("ts.process_value", "pk_process_value"),
+        ("ts.production_count", "ix_production_count_xid"),
         ("ts.production_count", "pk_production_count"),
     ]
 
