@@ -11,7 +11,7 @@ import pytest
 
 from mes.localdb import LocalCluster
 from mes.natsd import LocalNats
-from tests.conftest import AdminConnection, _fresh
+from tests.conftest import AdminConnection, fresh_database
 
 
 @pytest.fixture
@@ -26,6 +26,6 @@ def databases(cluster: LocalCluster, admin: AdminConnection,
     """`databases()`: the owner URL of one more fresh migrated database."""
     with contextlib.ExitStack() as stack:
         def another() -> str:
-            return stack.enter_context(contextlib.contextmanager(_fresh)(
+            return stack.enter_context(contextlib.contextmanager(fresh_database)(
                 cluster, admin, template_db))
         yield another
