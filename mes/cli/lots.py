@@ -175,8 +175,10 @@ def trace_lot(
     ] = None,
 ) -> None:
     """A lot's whole genealogy, with the machine, operator, order and inspections of each
-    run on the way (both directions unless one is asked for); with --company, across the
-    sites of the central store, naming the site of every lot."""
+    run on the way (both directions unless one is asked for).
+
+    With --company, on the central store: across its sites, following lots shipped
+    between them, naming the site of every lot."""
     directions: tuple[Direction, ...] = DIRECTIONS
     if forward != backward:
         directions = ("forward",) if forward else ("backward",)
