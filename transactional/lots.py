@@ -1,4 +1,5 @@
-"""Material lots: receive, split, merge, move, hold and release, consume into a run, produce.
+"""Material lots: receive, split, merge, move, hold and release, consume into a run, produce,
+ship to another site (which receives it with the same code and names where it came from).
 
 Every quantity change is a `lot_movement` row (a trigger adds it to the lot, the lot's CHECK
 refuses a negative quantity); split, merge and produce also write the genealogy links that
@@ -23,6 +24,7 @@ from transactional.limits import quantity as bounded_quantity
 from transactional.lookup import by_code
 from transactional.models import (
     BomItem,
+    Equipment,
     GenealogyLink,
     LotMovement,
     LotStatus,
@@ -38,7 +40,7 @@ from transactional.models import (
 from transactional.permissions import Action, require
 
 LOT_STATUSES: tuple[LotStatus, ...] = get_args(LotStatus)
-FINAL: frozenset[LotStatus] = frozenset({"consumed", "scrapped"})
+FINAL: frozenset[LotStatus] = frozenset({"consumed", "scrapped", "shipped"})
 # Where a status may go by hand. `consumed` is reached only by using a lot up.
 TRANSITIONS: dict[LotStatus, frozenset[LotStatus]] = {
     "available": frozenset({"on_hold", "quarantined", "scrapped"}),
@@ -46,6 +48,7 @@ TRANSITIONS: dict[LotStatus, frozenset[LotStatus]] = {
     "quarantined": frozenset({"available", "on_hold", "scrapped"}),
     "consumed": frozenset(),
     "scrapped": frozenset(),
+    "shipped": frozenset(),
 }
 NEGATIVE_QUANTITY = "ck_material_lot_quantity"
 # The permission a change of status needs: releasing and scrapping are quality's.
@@ -64,8 +67,11 @@ def describe(session: Session, lot: MaterialLot | str) -> str:
     material = session.get(MaterialDefinition, lot.material_id)
     location = session.get(StorageLocation, lot.location_id)
     assert material is not None and location is not None  # foreign keys
+    where = (f"to site {lot.shipped_to_site}" if lot.shipped_to_site is not None
+             else f"at {location.code}")
+    origin = f", from site {lot.origin_site}" if lot.origin_site is not None else ""
     return (f"lot {lot.code}: {lot.quantity:g} {material.unit} of {material.code}, "
-            f"{lot.status.replace('_', ' ')}, at {location.code}")
+            f"{lot.status.replace('_', ' ')}, {where}{origin}")
 
 
 def _lot(session: Session, code: str) -> MaterialLot:
@@ -180,14 +186,18 @@ def add_location(session: Session, code: str, name: str) -> StorageLocation:
 
 
 def receive(session: Session, code: str, material_code: str, quantity: float,
-            location_code: str, person_id: int) -> MaterialLot:
-    """A new lot of purchased material arrives at a storage location."""
+            location_code: str, person_id: int, from_site: str | None = None) -> MaterialLot:
+    """A new lot of purchased material arrives at a storage location; or, `from_site`, a
+    lot another site shipped here, under the code it had there."""
     require(session, Action.MOVE_MATERIAL)
     _new_code(session, code)
+    if from_site is not None:
+        from_site = _other_site(session, from_site, f"receiving lot {code}")
     material = _material(session, material_code)
     _amount(quantity, f"receiving lot {code}", material.unit)
     location = _location(session, location_code)
-    lot = MaterialLot(code=code, material_id=material.id, location_id=location.id)
+    lot = MaterialLot(code=code, material_id=material.id, location_id=location.id,
+                      origin_site=from_site)
     session.add(lot)
     session.flush()
     _record(session, [_movement(lot, "receive", quantity, person_id)], [lot])
@@ -280,6 +290,41 @@ def move(session: Session, lot_code: str, location_code: str, person_id: int) ->
                       _movement(lot, "move_in", quantity, person_id, location_id=location.id)],
             [lot])
     lot.location_id = location.id
+    session.flush()
+    return lot
+
+
+def _other_site(session: Session, code: str, action: str) -> str:
+    """A site code given for a shipment: bounded, and not this plant's own site."""
+    code = code.strip()
+    if not code:
+        raise RuleViolation(f"{action}: name the other site by its code")
+    bounded_code(code, "site code")
+    own = session.scalar(select(Equipment.code).where(Equipment.level == "site",
+                                                      Equipment.code == code))
+    if own is not None:
+        raise RuleViolation(f"{action}: {code} is this plant's own site (use mes lot move "
+                            "between storage locations of one site)")
+    return code
+
+
+def ship(session: Session, lot_code: str, to_site: str, person_id: int) -> MaterialLot:
+    """Ship a whole available lot to another site: a `ship_out` movement takes all of it
+    out of stock, and the lot is `shipped` to that site (final here; the other site
+    receives it with the same code, naming this site as its origin)."""
+    require(session, Action.MOVE_MATERIAL)
+    to_site = _other_site(session, to_site, f"shipping lot {lot_code}")
+    lot = _lock_one(session, lot_code)
+    if lot.status != "available":
+        raise IllegalTransition(
+            f"lot {lot_code} is {lot.status.replace('_', ' ')}: only available lots can be "
+            "shipped" + (" (release it first)" if lot.status in ("on_hold", "quarantined")
+                         else ""))
+    if lot.quantity <= 0:
+        raise RuleViolation(f"lot {lot_code} is empty: nothing to ship")
+    _take(session, lot, "ship_out", lot.quantity, person_id)
+    lot.status = "shipped"
+    lot.shipped_to_site = to_site
     session.flush()
     return lot
 

@@ -255,9 +255,9 @@ class SampleQuality(Base):
 WorkOrderStatus = Literal["created", "released", "in_progress", "on_hold", "completed",
                           "closed", "cancelled"]
 RunStatus = Literal["running", "completed", "aborted"]
-LotStatus = Literal["available", "on_hold", "quarantined", "consumed", "scrapped"]
+LotStatus = Literal["available", "on_hold", "quarantined", "consumed", "scrapped", "shipped"]
 MovementKind = Literal["receive", "produce", "consume", "split_out", "split_in", "merge_out",
-                       "merge_in", "move_out", "move_in", "scrap", "adjust"]
+                       "merge_in", "move_out", "move_in", "scrap", "adjust", "ship_out"]
 GenealogyKind = Literal["consumed", "split", "merge"]
 RevisionStatus = Literal["draft", "released", "superseded"]
 Decision = Literal["use_as_is", "rework", "scrap"]
@@ -455,6 +455,10 @@ class MaterialLot(Base):
     produced_by_run_id: Mapped[int | None] = mapped_column(ForeignKey("mes.operation_run.id"))
     created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
     version: Mapped[int] = mapped_column(server_default=text("1"))
+    # Another site's code: where the lot came from (received with the same code), and
+    # where it went (its status is then `shipped`).
+    origin_site: Mapped[str | None]
+    shipped_to_site: Mapped[str | None]
 
 
 class LotMovement(Base):

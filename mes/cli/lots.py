@@ -9,7 +9,7 @@ import typer
 
 from mes.cli.common import acting_session, administration, moment, user_errors
 from mes.cli.common import session as opened_session
-from transactional import lots
+from transactional import company_trace, lots
 from transactional.exposure import exposed_lots
 from transactional.exposure import render as render_exposure
 from transactional.genealogy import DIRECTIONS, Direction, render, trace
@@ -51,11 +51,29 @@ def lot_receive(
     material: Annotated[str, typer.Option(help="material code, e.g. STEEL-COIL")],
     quantity: Annotated[float, typer.Option(help="in the material's unit")],
     location: Annotated[str, typer.Option(help="storage location code")],
+    from_site: Annotated[str | None, typer.Option(
+        help="the site that shipped it (the lot keeps the code it had there)")] = None,
 ) -> None:
-    """Receive a lot of material into a storage location."""
+    """Receive a lot of material into a storage location (bought, or shipped from another
+    site of the company)."""
     with acting_session() as (session, person):
-        lot = lots.receive(session, code, material, quantity, location, person.id)
+        lot = lots.receive(session, code, material, quantity, location, person.id,
+                           from_site=from_site)
         shown = f"received {lots.describe(session, lot)}"
+    typer.echo(shown)
+
+
+@lot_app.command("ship")
+@user_errors
+def lot_ship(
+    code: Annotated[str, typer.Argument(help="the lot to ship, whole")],
+    to_site: Annotated[str, typer.Option(help="the receiving site's code")],
+) -> None:
+    """Ship a whole available lot to another site of the company (it receives it with
+    `mes lot receive CODE --from-site THIS-SITE`)."""
+    with acting_session() as (session, person):
+        lot = lots.ship(session, code, to_site, person.id)
+        shown = f"shipped {lots.describe(session, lot)}"
     typer.echo(shown)
 
 
@@ -149,12 +167,30 @@ def trace_lot(
     backward: Annotated[bool, typer.Option(
         "--backward", help="only where it came from: its ingredients")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    company: Annotated[bool, typer.Option(
+        "--company", help="across every site, in the central store (MES_DATABASE_URL), "
+        "following lots shipped between sites")] = False,
+    site: Annotated[str | None, typer.Option(
+        help="with --company: the site of the lot, when its code is at more than one")
+    ] = None,
 ) -> None:
     """A lot's whole genealogy, with the machine, operator, order and inspections of each
-    run on the way (both directions unless one is asked for)."""
+    run on the way (both directions unless one is asked for).
+
+    With --company, on the central store: across its sites, following lots shipped
+    between them, naming the site of every lot."""
     directions: tuple[Direction, ...] = DIRECTIONS
     if forward != backward:
         directions = ("forward",) if forward else ("backward",)
+    if site is not None and not company:
+        raise typer.BadParameter("--site is for a company trace: add --company",
+                                 param_hint="--site")
+    if company:
+        with opened_session() as session:
+            across = company_trace.company_trace(session, lot, site, directions)
+        typer.echo(json.dumps(across.to_json(), indent=1) if as_json
+                   else company_trace.render(across))
+        return
     with opened_session() as session:
         found = trace(session, lot, directions)
     typer.echo(json.dumps(found.to_json(), indent=1) if as_json else render(found))

@@ -43,7 +43,7 @@ def test_upgrade_downgrade_upgrade_on_empty_database(empty_db: str) -> None:
     info = migrate.upgrade(empty_db)
 
     assert info.edition in ("apache", "timescale")
-    assert _revision(empty_db) == migrate.head_revision() == "0011_sites"
+    assert _revision(empty_db) == migrate.head_revision() == "0012_lot_shipping"
     tables = _tables(empty_db)
     assert {"mes.equipment", "mes.signal", "mes.shift", "mes.shift_break",
             "mes.downtime_reason", "mes.material_definition", "mes.person",

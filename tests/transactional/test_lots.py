@@ -5,6 +5,7 @@ from one lot at once; every change in the audit log; the `mes lot` commands."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -667,6 +668,70 @@ def test_lot_changes_are_in_the_audit_log_with_who(plant: Session, routing: Rout
     assert link == ["1002"]
 
 
+# --- shipping to another site ------------------------------------------------------------
+
+def audit_rows(session: Session) -> int:
+    return int(session.execute(text("SELECT count(*) FROM mes.audit_log")).scalar_one())
+
+
+def test_shipping_takes_the_whole_lot_out_and_names_the_site(plant: Session) -> None:
+    receive(plant, "COIL-1", 500)
+    before = plant.execute(text("SELECT max(id) FROM mes.audit_log")).scalar_one()
+    do(plant, "1001", lambda who: lots.ship(plant, "COIL-1", "SOUTH", who))
+
+    coil = lot(plant, "COIL-1")
+    assert (coil.quantity, coil.status, coil.shipped_to_site) == (0, "shipped", "SOUTH")
+    assert movements(plant, "COIL-1") == [("receive", 500, "RM-STORE"),
+                                          ("ship_out", -500, "RM-STORE")]
+    assert balance(plant) == {("STEEL-COIL", "RM-STORE"): 0}
+    audited = plant.execute(text(
+        "SELECT table_name, actor, after->>'kind', after->>'status', after->>'shipped_to_site' "
+        "FROM mes.audit_log WHERE id > :before ORDER BY id"), {"before": before}).all()
+    assert ("lot_movement", "1001", "ship_out", None, None) in audited
+    assert ("material_lot", "1001", None, "shipped", "SOUTH") in audited
+    assert {row[1] for row in audited} == {"1001"}
+    acting(plant, "1001")
+    with pytest.raises(IllegalTransition, match="lot COIL-1 is shipped: it cannot be split"):
+        lots.split(plant, "COIL-1", [("COIL-1A", 1)], person(plant, "1001"))
+    plant.rollback()
+
+
+def test_a_lot_received_from_another_site_keeps_its_code_and_names_its_origin(
+        plant: Session) -> None:
+    do(plant, "1001", lambda who: lots.receive(plant, "COIL-9", "STEEL-COIL", 40, "RM-STORE",
+                                               who, from_site="SOUTH"))
+
+    coil = lot(plant, "COIL-9")
+    assert (coil.quantity, coil.origin_site, coil.shipped_to_site) == (40, "SOUTH", None)
+    assert movements(plant, "COIL-9") == [("receive", 40, "RM-STORE")]
+
+
+@pytest.mark.parametrize(("status", "to_site", "message"), [
+    ("on_hold", "SOUTH",
+     "lot COIL-1 is on hold: only available lots can be shipped (release it first)"),
+    ("quarantined", "SOUTH", "lot COIL-1 is quarantined: only available lots can be shipped"),
+    ("scrapped", "SOUTH", "lot COIL-1 is scrapped: only available lots can be shipped"),
+    ("available", "NORTH", "shipping lot COIL-1: NORTH is this plant's own site"),
+    ("available", " ", "shipping lot COIL-1: name the other site by its code"),
+])
+def test_shipping_a_lot_that_may_not_go_is_refused_and_writes_nothing(
+        plant: Session, status: str, to_site: str, message: str) -> None:
+    receive(plant, "COIL-1", 500)
+    if status != "available":
+        do(plant, "2001", lambda who: lots.set_status(plant, "COIL-1", status, who))
+    before = (movements(plant, "COIL-1"), lot(plant, "COIL-1").status, audit_rows(plant))
+    plant.commit()
+
+    acting(plant, "1001")
+    with pytest.raises(RuleViolation, match=re.escape(message)):
+        lots.ship(plant, "COIL-1", to_site, person(plant, "1001"))
+    plant.rollback()
+
+    coil = lot(plant, "COIL-1")
+    assert (movements(plant, "COIL-1"), coil.status, audit_rows(plant)) == before
+    assert coil.shipped_to_site is None
+
+
 # --- the `mes lot` commands --------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -689,6 +754,12 @@ def test_lot_commands(use_database: str, log_in: Callable[..., None]) -> None:
     assert "left lot COIL-1: 300 kg" in out
     out = mes("lot", "merge", "COIL-1A", "COIL-1B", "--into", "COIL-M")
     assert "merged COIL-1A, COIL-1B into lot COIL-M: 200 kg of STEEL-COIL" in out
+    out = mes("lot", "ship", "COIL-1", "--to-site", "SOUTH")
+    assert "shipped lot COIL-1: 0 kg of STEEL-COIL, shipped, to site SOUTH" in out
+    out = mes("lot", "receive", "COIL-S", "--material", "STEEL-COIL", "--quantity", "30",
+              "--location", "RM-STORE", "--from-site", "SOUTH")
+    assert "received lot COIL-S: 30 kg of STEEL-COIL, available, at RM-STORE, from site " \
+           "SOUTH" in out
     log_in("1002")
     out = mes("lot", "move", "COIL-M", "LINE-1")
     assert "moved lot COIL-M: 200 kg of STEEL-COIL, available, at LINE-1" in out
