@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import data
-from dashboards.ui import plant_selector
+from dashboards.ui import THIS_PLANT, chosen_plant, plant_selector
 
 st.set_page_config(page_title="Open MES", page_icon=":material/factory:", layout="wide")
 
@@ -30,6 +30,9 @@ PAGES = {
 sites = data.central_sites()
 if sites:
     plant_selector(sites)
+    if chosen_plant() != THIS_PLANT:
+        st.sidebar.caption("Sites and company follows this choice; the other pages show "
+                           "this database's plant.")
     PAGES["Analysis"].insert(0, st.Page("app_pages/company.py", title="Sites and company",
                                         icon=":material/domain:"))
 

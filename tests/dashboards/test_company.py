@@ -13,19 +13,23 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mes.db import psycopg_url
+from pipelines import reports
 from pipelines.kpi import BASE_COLUMNS, RATIO_COLUMNS, compute_kpis, sum_base
+from tests.pipelines import scenario
+from tests.pipelines.scenario import Raw, local
+from tests.transactional.shop_floor import ShopFloor
 
 DAY = dt.date(2026, 3, 2)
 UTC = dt.UTC
 # Two sites of different size and time zone. Each site numbers its own equipment, so both
 # have an equipment 1 (the site) and 2 (its line).
-NORTH = {"planned_busy_seconds": 28_800.0, "actual_production_seconds": 25_000.0,
+EAST = {"planned_busy_seconds": 28_800.0, "actual_production_seconds": 25_000.0,
          "produced_quantity": 1_000, "good_quantity": 950, "scrap_quantity": 50,
          "ideal_production_seconds": 20_000.0}
 SOUTH = {"planned_busy_seconds": 3_600.0, "actual_production_seconds": 1_800.0,
          "produced_quantity": 100, "good_quantity": 50, "scrap_quantity": 50,
          "ideal_production_seconds": 900.0}
-NORTH_DAY = dt.datetime.combine(DAY, dt.time(), UTC)
+EAST_DAY = dt.datetime.combine(DAY, dt.time(), UTC)
 SOUTH_DAY = dt.datetime.combine(DAY, dt.time(5), UTC)  # midnight at UTC-5
 
 
@@ -39,7 +43,7 @@ def _kpi_row(site_id: int, equipment_id: int, scope: str, starts: dt.datetime,
 
 def _rows() -> pl.DataFrame:
     return compute_kpis(pl.DataFrame([
-        _kpi_row(1, 1, "site", NORTH_DAY, NORTH), _kpi_row(1, 2, "line", NORTH_DAY, NORTH),
+        _kpi_row(1, 1, "site", EAST_DAY, EAST), _kpi_row(1, 2, "line", EAST_DAY, EAST),
         _kpi_row(2, 1, "site", SOUTH_DAY, SOUTH), _kpi_row(2, 2, "line", SOUTH_DAY, SOUTH)]))
 
 
@@ -50,11 +54,11 @@ def central(use_database: str) -> pl.DataFrame:
     columns = ["site_id", "equipment_id", "scope", "period", "period_start", "period_end",
                *BASE_COLUMNS, *RATIO_COLUMNS]
     with psycopg.connect(psycopg_url(use_database)) as conn:
-        conn.execute("INSERT INTO central.site (id, code) VALUES (1, 'NORTH'), (2, 'SOUTH')")
+        conn.execute("INSERT INTO central.site (id, code) VALUES (1, 'EAST'), (2, 'SOUTH')")
         conn.execute(
             "INSERT INTO central.equipment (site_id, id, code, name, level, parent_id,"
-            " parent_level) VALUES (1, 1, 'NORTH', 'North plant', 'site', NULL, NULL),"
-            " (1, 2, 'NORTH-L1', 'North line 1', 'line', 1, 'site'),"
+            " parent_level) VALUES (1, 1, 'EAST', 'East plant', 'site', NULL, NULL),"
+            " (1, 2, 'EAST-L1', 'East line 1', 'line', 1, 'site'),"
             " (2, 1, 'SOUTH', 'South plant', 'site', NULL, NULL),"
             " (2, 2, 'SOUTH-L1', 'South line 1', 'line', 1, 'site')")
         with conn.cursor() as cursor:
@@ -92,8 +96,8 @@ def test_the_company_total_adds_base_quantities_never_averages_ratios(
     assert abs(total["OEE"].iloc[0] - mean) > 0.1
 
     per_site = app.dataframe[1].value.set_index("site")
-    assert sorted(per_site.index) == ["NORTH", "SOUTH"]
-    for site_id, site in ((1, "NORTH"), (2, "SOUTH")):
+    assert sorted(per_site.index) == ["EAST", "SOUTH"]
+    for site_id, site in ((1, "EAST"), (2, "SOUTH")):
         assert per_site.loc[site, "OEE"] == pytest.approx(
             sites.filter(site_id=site_id)["oee"][0])
 
@@ -103,12 +107,33 @@ def test_one_site_shows_only_its_own_figures_and_lines(
     _open(app, "SOUTH")
 
     assert app.title[0].value == "Site SOUTH"
+    assert any("the other pages show this database's plant" in caption.value
+               for caption in app.sidebar.caption)
     site, lines = app.dataframe[0].value, app.dataframe[1].value
     assert list(site["equipment"]) == ["SOUTH"]
     assert list(lines["equipment"]) == ["SOUTH-L1"]
     south = central.filter(site_id=2, scope="site").row(0, named=True)
     assert site["OEE"].iloc[0] == pytest.approx(south["oee"]) == pytest.approx(0.125)
     assert site["availability"].iloc[0] == pytest.approx(0.5)
+
+
+def test_this_database_s_plant_shows_its_own_derived_days(
+        app: AppTest, central: pl.DataFrame, floor: ShopFloor, use_database: str) -> None:
+    raw = Raw(use_database)
+    raw.states("PRESS-1", (local(scenario.DAY, "06:00"), 1, None),
+               (local(scenario.DAY, "09:00"), 5, None), (local(scenario.DAY, "09:30"), 1, None))
+    raw.counts("PRESS-1", local(scenario.DAY, "06:00"), good=400, every=dt.timedelta(seconds=20))
+    raw.derive(scenario.DAY)
+
+    _open(app, "This database's plant")
+
+    own = reports.plant_days(use_database, local(scenario.DAY, "00:00"),
+                             local(scenario.DAY + dt.timedelta(days=1), "00:00"))
+    site = app.dataframe[0].value
+    assert list(site["equipment"]) == list(own["equipment"])
+    assert "EAST" not in list(site["equipment"])
+    assert list(site["OEE"]) == pytest.approx(list(own["oee"]))
+    assert own["oee"][0] > 0
 
 
 def test_a_site_database_has_no_plant_switch(app: AppTest, use_database: str) -> None:
