@@ -82,10 +82,15 @@ def central_sites(url: str) -> list[str]:
 def central_days(url: str, start: dt.datetime, end: dt.datetime, *, scope: str = "site",
                  site: str | None = None) -> pl.DataFrame:
     """The day rows the sites forwarded of every `scope` equipment in [start, end), of
-    every site or of `site`, with `site` and `day`."""
+    every site or of `site`, with `site` and `day`: the days of [start, end)'s local dates,
+    whatever the site's time zone."""
+    # A site's local day may start up to 14 hours either side of the range's.
+    pad = dt.timedelta(hours=14)
     with queries.connect(url) as conn:
-        rows = queries.frame(conn, queries.CENTRAL_KPI_DAYS, [scope, start, end, site])
-    return _with_day(rows)
+        rows = queries.frame(conn, queries.CENTRAL_KPI_DAYS,
+                             [scope, start - pad, end + pad, site])
+    return _with_day(rows).filter(
+        pl.col("day").is_between(start.date(), end.date(), closed="left"))
 
 
 def company_days(site_days: pl.DataFrame) -> pl.DataFrame:

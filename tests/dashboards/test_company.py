@@ -29,8 +29,9 @@ EAST = {"planned_busy_seconds": 28_800.0, "actual_production_seconds": 25_000.0,
 SOUTH = {"planned_busy_seconds": 3_600.0, "actual_production_seconds": 1_800.0,
          "produced_quantity": 100, "good_quantity": 50, "scrap_quantity": 50,
          "ideal_production_seconds": 900.0}
-EAST_DAY = dt.datetime.combine(DAY, dt.time(), UTC)
-SOUTH_DAY = dt.datetime.combine(DAY, dt.time(5), UTC)  # midnight at UTC-5
+# Midnight at UTC+9 and at UTC-5: the page's day (in the plant's zone) starts between them.
+EAST_DAY = dt.datetime.combine(DAY, dt.time(), UTC) - dt.timedelta(hours=9)
+SOUTH_DAY = dt.datetime.combine(DAY, dt.time(5), UTC)
 
 
 def _kpi_row(site_id: int, equipment_id: int, scope: str, starts: dt.datetime,
@@ -69,12 +70,11 @@ def central(use_database: str) -> pl.DataFrame:
     return rows
 
 
-def _open(app: AppTest, plant: str) -> AppTest:
+def _open(app: AppTest, plant: str, day: dt.date = DAY) -> AppTest:
     app.run()
     app.selectbox(key="plant").set_value(plant).run()
     app.switch_page("app_pages/company.py").run()
-    app.date_input(key="company_days").set_value(
-        (DAY - dt.timedelta(days=1), DAY + dt.timedelta(days=1))).run()
+    app.date_input(key="company_days").set_value((day, day)).run()
     assert not app.exception
     return app
 
@@ -125,7 +125,7 @@ def test_this_database_s_plant_shows_its_own_derived_days(
     raw.counts("PRESS-1", local(scenario.DAY, "06:00"), good=400, every=dt.timedelta(seconds=20))
     raw.derive(scenario.DAY)
 
-    _open(app, "This database's plant")
+    _open(app, "This database's plant", scenario.DAY)
 
     own = reports.plant_days(use_database, local(scenario.DAY, "00:00"),
                              local(scenario.DAY + dt.timedelta(days=1), "00:00"))
