@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboards import data
+from dashboards.ui import THIS_PLANT, chosen_plant, plant_selector
+
 st.set_page_config(page_title="Open MES", page_icon=":material/factory:", layout="wide")
 
 PAGES = {
@@ -21,5 +24,16 @@ PAGES = {
         st.Page("app_pages/signals.py", title="Process signals", icon=":material/show_chart:"),
     ],
 }
+
+# On a central store (or its replica) the sites' facts can be compared: a plant switch and
+# the company page. A site's own database shows neither.
+sites = data.central_sites()
+if sites:
+    plant_selector(sites)
+    if chosen_plant() != THIS_PLANT:
+        st.sidebar.caption("Sites and company follows this choice; the other pages show "
+                           "this database's plant.")
+    PAGES["Analysis"].insert(0, st.Page("app_pages/company.py", title="Sites and company",
+                                        icon=":material/domain:"))
 
 st.navigation(PAGES).run()

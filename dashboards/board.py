@@ -78,7 +78,9 @@ def show(live: LiveShift) -> None:
     if live.kpis.is_empty():
         st.info("No shift is running now on any machine.")
     states = {row["machine"]: row for row in live.machines.to_dicts()}
-    for (line,), rows in live.kpis.group_by("line", maintain_order=True):
+    # A database without machines (a central store) has a board without columns.
+    lines = () if live.kpis.is_empty() else live.kpis.group_by("line", maintain_order=True)
+    for (line,), rows in lines:
         with st.container(border=True):
             total = rows.filter(pl.col("scope") == "line").to_dicts()
             st.header(f"Line {line}")

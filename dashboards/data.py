@@ -124,6 +124,30 @@ def kpi_trend(start: dt.datetime, end: dt.datetime, scope: str = "site",
     return reports.kpi_trend(_reader_url(), start, end, scope=scope, period=period)
 
 
+@st.cache_data(ttl=LONG, show_spinner=False)
+def central_sites() -> list[str]:
+    """The sites of the central store this database is (none on a site's own database)."""
+    return reports.central_sites(_reader_url())
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def plant_days(start: dt.datetime, end: dt.datetime, scope: str = "site") -> pl.DataFrame:
+    return reports.plant_days(_reader_url(), start, end, scope=scope)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def central_days(start: dt.datetime, end: dt.datetime, scope: str = "site",
+                 site: str | None = None) -> pl.DataFrame:
+    return reports.central_days(_reader_url(), start, end, scope=scope, site=site)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def company_days(start: dt.datetime, end: dt.datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every site per day, and the company's total per day from their base quantities."""
+    sites = reports.central_days(_reader_url(), start, end)
+    return sites, reports.company_days(sites)
+
+
 @st.cache_data(ttl=SHORT, show_spinner=False)
 def downtime_events(start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     return reports.downtime_events(_reader_url(), start, end)

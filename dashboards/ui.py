@@ -73,3 +73,17 @@ def date_range(key: str, days: int = 7, label: str = "Days") -> tuple[dt.datetim
                    else (today, today))
     return (dt.datetime.combine(first, dt.time(), zone),
             dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), zone))
+
+
+THIS_PLANT = "This database's plant"
+WHOLE_COMPANY = "Whole company"
+
+
+def plant_selector(sites: list[str]) -> None:
+    """In the sidebar of every page: this database's own plant, one site of the central
+    store, or the whole company."""
+    st.sidebar.selectbox("Plant", [THIS_PLANT, *sites, WHOLE_COMPANY], key="plant")
+
+
+def chosen_plant() -> str:
+    return str(st.session_state.get("plant", THIS_PLANT))

@@ -348,6 +348,21 @@ WHERE k.scope = $1 AND k.period = $2 AND k.period_start >= $3 AND k.period_start
 ORDER BY k.period_start, e.code
 """
 
+# The sites whose facts the central store holds (empty on a site's own database).
+CENTRAL_SITES = "SELECT code AS site FROM central.site ORDER BY code"
+
+# Forwarded base quantities of one scope's day rows in [$2, $3), per site and equipment;
+# of every site, or of the site coded $4.
+CENTRAL_KPI_DAYS = """
+SELECT s.code AS site, e.code AS equipment, k.*
+FROM central.kpi k
+JOIN central.site s ON s.id = k.site_id
+JOIN central.equipment e ON e.site_id = k.site_id AND e.id = k.equipment_id
+WHERE k.scope = $1 AND k.period = 'day' AND k.period_start >= $2 AND k.period_start < $3
+  AND ($4::text IS NULL OR s.code = $4)
+ORDER BY k.period_start, s.code, e.code
+"""
+
 SIGNALS = """
 SELECT s.code AS signal, s.name, s.unit, s.low_limit, s.high_limit, e.code AS machine
 FROM mes.signal s JOIN mes.equipment e ON e.id = s.equipment_id

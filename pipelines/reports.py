@@ -59,6 +59,48 @@ def kpis_over(url: str, start: dt.datetime, end: dt.datetime, *,
     return compute_kpis(sum_base(days, ["equipment"])).sort("equipment")
 
 
+def _with_day(rows: pl.DataFrame) -> pl.DataFrame:
+    """A `day` column: the local date of each day row. Sites keep their own time zones, so
+    their days start at different instants; the middle of a local day falls on its own
+    date in UTC for every zone within 11 hours of it."""
+    middle = pl.col("period_start") + (pl.col("period_end") - pl.col("period_start")) / 2
+    return rows.with_columns(middle.dt.convert_time_zone("UTC").dt.date().alias("day"))
+
+
+def plant_days(url: str, start: dt.datetime, end: dt.datetime, *,
+               scope: str = "site") -> pl.DataFrame:
+    """This database's day rows of every `scope` equipment in [start, end), with `day`."""
+    return _with_day(kpi_trend(url, start, end, scope=scope, period="day"))
+
+
+def central_sites(url: str) -> list[str]:
+    """The sites whose facts reach this database (a central store or its replica)."""
+    with queries.connect(url) as conn:
+        return list(queries.frame(conn, queries.CENTRAL_SITES)["site"])
+
+
+def central_days(url: str, start: dt.datetime, end: dt.datetime, *, scope: str = "site",
+                 site: str | None = None) -> pl.DataFrame:
+    """The day rows the sites forwarded of every `scope` equipment in [start, end), of
+    every site or of `site`, with `site` and `day`: the days of [start, end)'s local dates,
+    whatever the site's time zone."""
+    # A site's local day may start up to 14 hours either side of the range's.
+    pad = dt.timedelta(hours=14)
+    with queries.connect(url) as conn:
+        rows = queries.frame(conn, queries.CENTRAL_KPI_DAYS,
+                             [scope, start - pad, end + pad, site])
+    return _with_day(rows).filter(
+        pl.col("day").is_between(start.date(), end.date(), closed="left"))
+
+
+def company_days(site_days: pl.DataFrame) -> pl.DataFrame:
+    """The whole company per day: the sites' base quantities of each day added up, then
+    the ratios of `compute_kpis` (a big site weighs more than a small one)."""
+    if site_days.is_empty():
+        return site_days
+    return compute_kpis(sum_base(site_days, ["day"])).sort("day")
+
+
 def signals(url: str) -> pl.DataFrame:
     with queries.connect(url) as conn:
         return queries.frame(conn, queries.SIGNALS)

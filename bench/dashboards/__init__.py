@@ -7,7 +7,9 @@ machine-minute holding that minute's parts, to keep generation within minutes) a
 derived tables of every day (derived for real, day by day). Timed: the board's data for one
 refresh as a running server does it (`LiveBoard`: live shift derivation with the counts of
 past minutes kept; running orders, holds), the first refresh of a server (everything read),
-the 30-day OEE trend per machine and day, and the 30-day downtime Pareto. Everything is
+the 30-day OEE trend per machine and day, the 30-day downtime Pareto, and the 30-day
+company page with the plant's KPI rows forwarded as those of two sites into `central.kpi`
+(each site per day and the company's total from their base quantities). Everything is
 dropped at the end.
 """
 
@@ -35,7 +37,8 @@ from transactional.permissions import APPLICATION_ROLE
 FIRST_DAY = dt.date(2026, 10, 1)
 # The board looks at 10:00 UTC of the last day: 4 hours into the early shift.
 BOARD_HOUR = 10
-TARGETS = {"board_refresh": 0.25, "oee_trend": 1.0, "downtime_pareto": 1.0}
+TARGETS = {"board_refresh": 0.25, "oee_trend": 1.0, "downtime_pareto": 1.0,
+           "company_trend": 1.0}
 
 ALL_DAY = ('[[shift_calendars.shifts]]\ncode = "ALL"\nname = "All day"\nstart = "00:00"\n'
            'end = "00:00"\nweekdays = [1, 2, 3, 4, 5, 6, 7]\n')
@@ -54,6 +57,15 @@ SELECT %(start)s::timestamptz + make_interval(mins => m), e.id,
 FROM mes.equipment e, generate_series(0, %(minutes)s - 1) m
 WHERE e.level = 'work_unit'
 """
+
+
+# The plant's equipment and KPI rows as the central store holds them from two sites.
+TWO_SITES = (
+    "INSERT INTO central.site (id, code) VALUES (1, 'SITE-A'), (2, 'SITE-B')",
+    "INSERT INTO central.equipment SELECT s.id, e.* FROM mes.equipment e, central.site s",
+    "INSERT INTO central.kpi SELECT s.id, k.* FROM derived.kpi k, central.site s",
+    "ANALYZE central.kpi",
+)
 
 
 class DashboardsBenchError(MesError):
@@ -103,7 +115,8 @@ def run_dashboards_bench(machines: int, days: int, rounds: int,
         assert kpi_rows is not None and events is not None
         results["kpi_rows"], results["downtime_events"] = kpi_rows[0], events[0]
 
-        progress("timing the board's data for one refresh, the 30-day OEE trend and Pareto")
+        progress("timing the board's data for one refresh, the OEE trend, the Pareto and the "
+                 "company page")
         factory = session_factory(scratch.url)
         lines = max(1, machines // 10)
         # The readers connect as the dashboards' do: as the application role.
@@ -135,14 +148,25 @@ def run_dashboards_bench(machines: int, days: int, rounds: int,
         def pareto() -> None:
             reasons.append(reports.downtime_pareto(reader, start, end).height)
 
+        with psycopg.connect(scratch.url) as conn:
+            for statement in TWO_SITES:
+                conn.execute(statement)
+        company_rows: list[int] = []
+
+        def company() -> None:
+            sites = reports.central_days(reader, start, end)
+            company_rows.append(reports.company_days(sites).height)
+
         for name, work in (("board_refresh", board), ("board_first", first_board),
-                           ("oee_trend", trend), ("downtime_pareto", pareto)):
+                           ("oee_trend", trend), ("downtime_pareto", pareto),
+                           ("company_trend", company)):
             best, median = _timed(work, rounds)
             results[f"{name}_seconds"] = round(best, 3)
             results[f"{name}_median_seconds"] = round(median, 3)
         served.close()
         results["oee_trend_rows"] = trend_rows[-1]
         results["pareto_reasons"] = reasons[-1]
+        results["company_days"] = company_rows[-1]
     return results
 
 
@@ -168,4 +192,6 @@ def render_dashboards_bench(results: dict[str, Any]) -> str:
         line("oee_trend", f"{r['days']}-day OEE trend ({r['oee_trend_rows']:,} machine-days)"),
         line("downtime_pareto", f"{r['days']}-day downtime Pareto ({r['pareto_reasons']} "
                                 "reasons)"),
+        line("company_trend", f"{r['days']}-day company page from central.kpi (2 sites, "
+                              f"{r['company_days']} company days)"),
     ])

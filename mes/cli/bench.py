@@ -115,7 +115,8 @@ def bench_dashboards(
         "--json", help="all figures as one JSON object on stdout")] = False,
 ) -> None:
     """Time the dashboards' data over DAYS days of MACHINES machines: the board's refresh
-    (< 250 ms), the OEE trend and the downtime Pareto (< 1 s each), beside the targets.
+    (< 250 ms), the OEE trend, the downtime Pareto and the company page over two sites'
+    forwarded KPIs (< 1 s each), beside the targets.
 
     Runs in a scratch database on the local cluster and drops it."""
     from bench.dashboards import render_dashboards_bench, run_dashboards_bench
