@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 
 import adbc_driver_postgresql.dbapi as adbc
 import polars as pl
+import psycopg
 
 from mes.db import psycopg_url
 
@@ -413,6 +414,23 @@ def frame(conn: Connection, query: str, parameters: Sequence[Any] = ()) -> pl.Da
         result = pl.from_arrow(cursor.fetch_arrow_table())
     assert isinstance(result, pl.DataFrame)
     return result
+
+
+def small_frame(url: str, query: str, parameters: Sequence[Any],
+                schema: dict[str, Any]) -> pl.DataFrame:
+    """A query with a small result (aggregates) on a psycopg connection of its own, meant
+    for a thread beside the ADBC connection: psycopg lets other Python threads run while
+    the server works, where ADBC holds the interpreter for much of the wait.
+
+    The plan is the generic one (planned for any bounds): planned for the actual bounds,
+    PostgreSQL expects one group per count row (863 k for 2,400 machine-hours) and sums a
+    day in one process; the generic plan's estimate lets it sum in parallel workers
+    (0.61 s instead of 0.89 s for 8.6 M rows on two cores)."""
+    with psycopg.connect(psycopg_url(url), cursor_factory=psycopg.RawCursor) as conn:
+        conn.execute(SESSION_WORK_MEM)
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        rows = conn.execute(query, list(parameters)).fetchall()
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def execute(conn: Connection, query: str, parameters: Sequence[Any] = ()) -> None:

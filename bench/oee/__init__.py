@@ -21,7 +21,7 @@ import psycopg
 from bench.scratch import running_local_cluster, scratch_database
 from mes.db import session_factory
 from pipelines import queries
-from pipelines.derivation import derive
+from pipelines.derivation import UTC_US, derive
 from pipelines.derive import derive_day
 from pipelines.reading import plant_windows, read_inputs, write_partition
 from transactional.audit import acting
@@ -120,6 +120,9 @@ SELECT r.equipment_id, r.hour_start,
 FROM run r LEFT JOIN cnt c USING (equipment_id, hour_start)
 """
 
+REFERENCE_SCHEMA = {"equipment_id": pl.Int32, "hour_start": UTC_US, "availability": pl.Float64,
+                    "performance": pl.Float64, "quality": pl.Float64}
+
 
 def load_bench_plant(url: str, name: str, plant: str) -> None:
     """Load the plant definition text `plant` into the scratch database `name`."""
@@ -168,7 +171,8 @@ def run_oee_bench(machines: int, days: int, progress: Callable[[str], None]
         end = start + dt.timedelta(days=1)
         progress("deriving the first day: read, compute, write (best of 3 after a warm-up)")
         timings: dict[str, list[float]] = {
-            "read": [], "compute": [], "derive": [], "write": [], "sql": []}
+            "read": [], "compute": [], "derive": [], "write": [], "sql": [],
+            "sql_generic": []}
         for _round in range(4):
             with queries.connect(scratch.url) as conn:
                 windows = plant_windows(conn, day)
@@ -187,17 +191,26 @@ def run_oee_bench(machines: int, days: int, progress: Callable[[str], None]
                 clock = time.perf_counter()
                 write_partition(conn, windows, derived)
                 timings["write"].append(time.perf_counter() - clock)
+                # The plain SQL as PostgreSQL plans it on the same connection, then with the
+                # settings of the pipelines' count sum (generic plan: parallel workers).
                 clock = time.perf_counter()
                 reference = queries.frame(conn, SQL_KPIS, [start, end, IDEAL_CYCLE_SECONDS])
                 timings["sql"].append(time.perf_counter() - clock)
+                clock = time.perf_counter()
+                generic = queries.small_frame(scratch.url, SQL_KPIS,
+                                              [start, end, IDEAL_CYCLE_SECONDS],
+                                              REFERENCE_SCHEMA)
+                timings["sql_generic"].append(time.perf_counter() - clock)
         best = {name: min(values[1:]) for name, values in timings.items()}
         results.update({f"{name}_seconds": round(value, 3) for name, value in best.items()})
         results["derive_and_write_seconds"] = round(best["derive"] + best["write"], 3)
         results["sql_over_polars"] = round(best["sql"] / best["derive"], 2)
+        results["sql_generic_over_polars"] = round(best["sql_generic"] / best["derive"], 2)
         results["machine_time_rows"] = derived.machine_time.height
         results["downtime_events"] = derived.downtime_events.height
         results["compared_hours"], results["max_difference"] = _compare(derived.kpis,
                                                                        reference)
+        _compare(derived.kpis, generic)
         if days > 1:
             progress(f"backfill: deriving {days} day partitions with writes")
             per_day = []
@@ -245,9 +258,12 @@ def render_oee_bench(results: dict[str, Any]) -> str:
         f"s + compute {r['compute_seconds']} s), write {r['write_seconds']} s; "
         f"{r['machine_time_rows']:,} machine-time rows, {r['downtime_events']:,} downtime "
         "events",
-        f"  same KPIs in plain SQL (LEAD, clip to hours, time_bucket): {r['sql_seconds']} s",
-        f"  SQL / pipelines: {r['sql_over_polars']}x; {r['compared_hours']:,} machine-hours "
-        f"agree (largest difference {r['max_difference']:.1e})",
+        f"  same KPIs in plain SQL (LEAD, clip to hours, time_bucket): {r['sql_seconds']} s "
+        f"as PostgreSQL plans it; {r['sql_generic_seconds']} s with the count sum's "
+        "generic plan (parallel workers)",
+        f"  SQL / pipelines: {r['sql_over_polars']}x (generic plan for both: "
+        f"{r['sql_generic_over_polars']}x); {r['compared_hours']:,} machine-hours agree "
+        f"(largest difference {r['max_difference']:.1e})",
         f"  target: derive + write under 5 s: "
         f"{'met' if r['derive_and_write_seconds'] < 5 else 'NOT met'} "
         f"({r['derive_and_write_seconds']} s); faster than the SQL: "
