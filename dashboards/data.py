@@ -20,6 +20,7 @@ from mes.acting import session as application_session
 from mes.db import as_role, database_url
 from pipelines import reports
 from pipelines.live import LiveBoard, LiveShift, live_shift
+from transactional import company_trace as company
 from transactional import genealogy, overview, spc
 from transactional.dispatch import DispatchList, dispatch_list
 from transactional.exposure import Exposure, exposed_lots
@@ -82,6 +83,13 @@ def trace(lot_code: str) -> genealogy.Trace:
     """A lot's genealogy both ways (`mes trace`)."""
     with _reading() as session:
         return genealogy.trace(session, lot_code, genealogy.DIRECTIONS)
+
+
+@st.cache_data(ttl=SHORT, show_spinner=False)
+def company_trace(lot_code: str, site: str | None) -> company.CompanyTrace:
+    """A lot's genealogy across the sites of the central store (`mes trace --company`)."""
+    with _reading() as session:
+        return company.company_trace(session, lot_code, site)
 
 
 @st.cache_resource(show_spinner=False)

@@ -12,6 +12,8 @@ import streamlit as st
 
 from dashboards import data
 from dashboards.ui import attempt, date_range
+from transactional.company_trace import CompanyTrace
+from transactional.company_trace import render as render_company
 from transactional.genealogy import Trace, render
 
 
@@ -54,6 +56,17 @@ def show_trace(lot: str, found: Trace) -> None:
         hide_index=True, width="stretch")
 
 
+def show_company_trace(found: CompanyTrace) -> None:
+    st.code(render_company(found), language=None)
+    rows = [{"site": lot.site, "lot": lot.code, "material": lot.material,
+             "quantity left": lot.quantity, "unit": lot.unit, "status": lot.status,
+             "from site": lot.origin_site, "shipped to site": lot.shipped_to_site}
+            for _, lot in sorted(found.lots.items())]
+    st.dataframe(rows, hide_index=True, width="stretch")
+    st.download_button("Download the company's lots as CSV", as_csv(rows),
+                       file_name=f"company-trace-{found.lot[1]}.csv", mime="text/csv")
+
+
 st.title("Genealogy and recall")
 
 lot = st.text_input("Lot", placeholder="e.g. BOX-1 (type or scan)", key="lot").strip()
@@ -62,6 +75,17 @@ if not lot:
 else:
     with attempt():
         show_trace(lot, data.trace(lot))
+
+sites = data.central_sites()
+if sites:
+    st.header("Across sites")
+    st.caption("The central store's lots of every site, followed where a lot was shipped "
+               "from one site and received at another.")
+    company_lot = st.text_input("Lot", placeholder="e.g. MID-1", key="company_lot").strip()
+    site = st.selectbox("At site", ["any", *sites], key="company_site")
+    if company_lot:
+        with attempt():
+            show_company_trace(data.company_trace(company_lot, None if site == "any" else site))
 
 st.header("Exposure")
 st.caption("Lots made while a process signal was outside its limits, and every lot made "
