@@ -236,6 +236,15 @@ class LocalCluster:
         self._run([str(bin_dir / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(self.data_dir)])
         return True
 
+    def remove(self) -> None:
+        """Stop the cluster and delete its server files where they live outside `home`
+        (a throwaway cluster's; `home` itself is its caller's to delete)."""
+        try:
+            self.down()
+        finally:
+            if self.server_dir != self.home:
+                shutil.rmtree(self.server_dir, ignore_errors=True)
+
     def _init(self, bin_dir: Path) -> None:
         if self.server_dir != self.home:
             self.server_dir.mkdir(parents=True, exist_ok=True)

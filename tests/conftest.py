@@ -7,6 +7,8 @@ dropped afterwards, so tests never see each other's rows.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,6 +42,26 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def private_cluster(home: Path, database: str = "mes") -> Iterator[LocalCluster]:
+    """A cluster of the test's own in `home`, on a free port, started; stopped and its
+    server files removed when the block ends (for tests that stop a database)."""
+    cluster = LocalCluster(home=home, requested_port=free_port(), database=database)
+    cluster.up()
+    try:
+        yield cluster
+    finally:
+        engine(cluster.url()).dispose()
+        cluster.remove()
 
 
 @pytest.fixture(scope="session")

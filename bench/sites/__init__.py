@@ -129,9 +129,7 @@ class Machine:
         self.nats.stop()
         for cluster in (self.replica, *self.clusters.values()):
             with contextlib.suppress(MesError):
-                cluster.down()
-            if cluster.server_dir != cluster.home:
-                shutil.rmtree(cluster.server_dir, ignore_errors=True)
+                cluster.remove()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def url(self, name: str) -> str:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import shutil
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +17,8 @@ import pytest
 from ingest.simulator.runner import Simulator
 from ingest.simulator.tagmap import simulator_tag_map
 from mes import migrate
-from mes.db import engine
 from mes.localdb import LocalCluster
+from tests.conftest import private_cluster
 from tests.ingest.collecting import (
     assert_process_values_stored_as_served,
     collecting,
@@ -37,24 +35,10 @@ pytestmark = pytest.mark.slow
 OUTAGE_SECONDS = 30
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def own_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(home=tmp_path / ".mes", requested_port=_free_port(), database="mes")
-    cluster.up()
-    try:
+    with private_cluster(tmp_path / ".mes") as cluster:
         yield cluster
-    finally:
-        engine(cluster.url()).dispose()
-        cluster.down()
-        if cluster.server_dir != cluster.home:
-            shutil.rmtree(cluster.server_dir, ignore_errors=True)
 
 
 @in_event_loop

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import tempfile
 import urllib.request
 from collections.abc import Iterator
@@ -21,12 +20,7 @@ from mes import migrate
 from mes.cli import app
 from mes.db import as_role, connection_pool, engine
 from mes.localdb import LocalCluster, UnsupportedSystemError, install_postgres
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -34,7 +28,7 @@ def scratch_cluster() -> Iterator[LocalCluster]:
     # Not pytest's tmp_path: the postgres user must be able to enter the folder.
     home = Path(tempfile.mkdtemp(prefix="mes-cluster-", dir="/tmp"))
     home.chmod(0o755)
-    cluster = LocalCluster(home=home / ".mes", requested_port=_free_port(), database="mes")
+    cluster = LocalCluster(home=home / ".mes", requested_port=free_port(), database="mes")
     try:
         yield cluster
     finally:
@@ -175,7 +169,7 @@ def test_cluster_files_move_where_postgres_can_enter() -> None:
     """A clone under a folder the postgres user cannot enter (like /root) still gets a cluster."""
     private = Path(tempfile.mkdtemp(prefix="mes-private-", dir="/tmp"))
     private.chmod(0o700)
-    cluster = LocalCluster(home=private / ".mes", requested_port=_free_port(), database="mes")
+    cluster = LocalCluster(home=private / ".mes", requested_port=free_port(), database="mes")
     try:
         assert cluster.server_dir != cluster.home
         assert cluster.server_dir.parent == Path("/var/lib/postgresql/mes-clusters")
@@ -183,8 +177,7 @@ def test_cluster_files_move_where_postgres_can_enter() -> None:
         with psycopg.connect(cluster.url()) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
-        cluster.down()
-        shutil.rmtree(cluster.server_dir, ignore_errors=True)
+        cluster.remove()
         shutil.rmtree(private)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,12 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.instance import DAGSTER_HOME, dagster_environment
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.conftest import free_port
 
 
 def _group_alive(pgid: int) -> bool:
@@ -46,7 +40,7 @@ def test_dagster_dev_starts_answers_and_stops(db_url: str, dagster_db: str,
     shutil.copy(DAGSTER_HOME / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, **dagster_environment(db_url), "DAGSTER_HOME": str(home),
            "MES_DAGSTER_PG_DB": dagster_db, "MES_DATABASE_URL": db_url}
-    port = _free_port()
+    port = free_port()
     dagster = Path(sys.executable).parent / "dagster"
     process = subprocess.Popen(
         [str(dagster), "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p",

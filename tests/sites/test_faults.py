@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from mes import migrate
 from mes.db import engine
 from mes.localdb import LocalCluster
 from mes.natsd import LocalNats, free_port
-from tests.conftest import REPO
+from tests.conftest import REPO, private_cluster
 from tests.ingest.collecting import in_event_loop
 from tests.sites.sites import (
     SiteWriter,
@@ -150,16 +149,8 @@ async def test_a_nats_server_restart_loses_and_repeats_nothing(
 @pytest.fixture
 def central_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     """The central store in a cluster of its own, so it can be stopped."""
-    cluster = LocalCluster(home=tmp_path / ".mes-central", requested_port=free_port(),
-                           database="central")
-    cluster.up()
-    try:
+    with private_cluster(tmp_path / ".mes-central", database="central") as cluster:
         yield cluster
-    finally:
-        engine(cluster.url()).dispose()
-        cluster.down()
-        if cluster.server_dir != cluster.home:
-            shutil.rmtree(cluster.server_dir, ignore_errors=True)
 
 
 @in_event_loop
