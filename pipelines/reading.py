@@ -126,13 +126,19 @@ CountsReader = Callable[[queries.Connection, dt.datetime, dt.datetime, str, pl.D
                         pl.DataFrame]
 
 
+def _counts_statement(low: dt.datetime, high: dt.datetime, bucket: str,
+                      run_edges: pl.DataFrame) -> tuple[str, list[object]]:
+    """The statement summing counts in [low, high) per machine and `bucket`, split at run
+    edges (the plain form when there are none), with its parameters."""
+    if run_edges.is_empty():
+        return queries.COUNTS, [low, high, bucket]
+    return queries.COUNTS_SPLIT_AT, [low, high, bucket, queries.boundaries_json(run_edges)]
+
+
 def read_counts(conn: queries.Connection, low: dt.datetime, high: dt.datetime, bucket: str,
                 run_edges: pl.DataFrame) -> pl.DataFrame:
     """Counts in [low, high) summed per machine and `bucket`, split at run edges."""
-    if run_edges.is_empty():
-        return queries.frame(conn, queries.COUNTS, [low, high, bucket])
-    return queries.frame(conn, queries.COUNTS_SPLIT_AT,
-                         [low, high, bucket, queries.boundaries_json(run_edges)])
+    return queries.frame(conn, *_counts_statement(low, high, bucket, run_edges))
 
 
 def read_recent_counts(conn: queries.Connection, machines: list[int], low: dt.datetime,
@@ -164,12 +170,11 @@ def read_inputs(conn: queries.Connection, windows: pl.DataFrame,
     run_edges = pl.concat([runs.select("equipment_id", pl.col(c).alias("at"))
                            for c in ("started_at", "ended_at")]).filter(pl.col("at") < FAR)
     counts: pl.DataFrame | Future[pl.DataFrame]
-    if counts_reader is not None:
-        counts = _in_windows(counts_reader(conn, low, high, bucket, run_edges), windows)
-    elif counts_url is None:
-        counts = _in_windows(read_counts(conn, low, high, bucket, run_edges), windows)
-    else:
+    if counts_url is not None and counts_reader is None:
         counts = _sum_apart(counts_url, low, high, bucket, run_edges, windows)
+    else:
+        counts = _in_windows((counts_reader or read_counts)(conn, low, high, bucket,
+                                                            run_edges), windows)
     hour_frame, shift_frame, break_frame = _calendar_frames(shifts, breaks, windows)
     machine_calendar = windows.select("equipment_id", "calendar_id")
     stops = queries.frame(conn, queries.PLANNED_STOPS, [low, high])
@@ -222,14 +227,10 @@ COUNT_SCHEMA = {"equipment_id": pl.Int32, "bucket": UTC_US, "good": pl.Int64,
 
 def _sum_apart(url: str, low: dt.datetime, high: dt.datetime, bucket: str,
                run_edges: pl.DataFrame, windows: pl.DataFrame) -> Future[pl.DataFrame]:
-    """The counts summed on a connection of their own, in a thread (the same statements as
+    """The counts summed on a connection of their own, in a thread (the statement of
     `read_counts`)."""
     def whole() -> pl.DataFrame:
-        if run_edges.is_empty():
-            query, parameters = queries.COUNTS, [low, high, bucket]
-        else:
-            query = queries.COUNTS_SPLIT_AT
-            parameters = [low, high, bucket, queries.boundaries_json(run_edges)]
+        query, parameters = _counts_statement(low, high, bucket, run_edges)
         return _in_windows(queries.small_frame(url, query, parameters, COUNT_SCHEMA),
                            windows)
 
