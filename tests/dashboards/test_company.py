@@ -90,6 +90,10 @@ def test_the_company_total_adds_base_quantities_never_averages_ratios(
     for column, label in (("oee", "OEE"), ("availability", "availability"),
                           ("performance", "performance"), ("quality", "quality")):
         assert total[label].iloc[0] == pytest.approx(expected[column][0])
+    # By hand from EAST and SOUTH: A = 26,800 / 32,400 s, P = 20,900 / 26,800 s,
+    # Q = 1,000 / 1,100 parts.
+    assert total["OEE"].iloc[0] == pytest.approx(20_900 / 32_400 * 1_000 / 1_100)
+    assert total["availability"].iloc[0] == pytest.approx(26_800 / 32_400)
     # The test data would catch an average: a small, poor site beside a big, good one.
     mean = sites["oee"].mean()
     assert isinstance(mean, float)
